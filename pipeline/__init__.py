@@ -1,0 +1,1 @@
+"""tempo-latency-anomaly: the stream pipeline's shared core (events, buckets, keys, stats, rule, stages)."""

@@ -1,0 +1,245 @@
+"""The ingest stage: consumer group `ingest` on `<p>traces` → dedup, rolling samples, dirty marks.
+
+Each batch is read with XREADGROUP, validated entry by entry (a bad entry is dead-lettered
+with its reason and acked, never blocking the rest), then applied in one Lua call
+(pipeline/ingest.lua) that dedups, pushes, trims, marks dirty and acks atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from pipeline import streams
+from pipeline.baselines import BaselineStore
+from pipeline.buckets import bucket_of
+from pipeline.errors import InvalidEvent
+from pipeline.events import TraceEvent, format_ms, parse_entry
+from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.metrics import Metrics
+from pipeline.retry import TRANSIENT, Backoff
+from pipeline.rule import RuleParams, Verdict, evaluate
+
+log = logging.getLogger(__name__)
+
+INGEST_LUA = (Path(__file__).parent / "ingest.lua").read_text()
+# Dead-lettered values longer than this are clipped: the reason matters, not 1 MB of junk.
+DEAD_VALUE_BYTES = 1024
+DEAD_MAX_FIELDS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class IngestParams:
+    batch_size: int = 500
+    block_ms: int = 1000  # how long one XREADGROUP waits; bounds shutdown latency too
+    seen_ttl_s: int = 900  # dedup memory: longer than Tempo's lookback plus catch-up
+    bucket_ttl_s: int = 14 * 86400  # > 7 days, or weekend buckets would vanish mid-week
+    window_size: int = 1000
+    window_s: int = 30  # the recompute window the dirty marks belong to
+    claim_idle_ms: int = 60_000
+    claim_every_s: float = 10.0
+    max_deliveries: int = 5
+    trim_every_s: float = 10.0
+    dead_maxlen: int = 100_000
+    anomalies_maxlen: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    new: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+    marked: int = 0
+    anomalies: int = 0
+
+
+class Ingestor:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        params: IngestParams,
+        rule: RuleParams,
+        zone: ZoneInfo,
+        baselines: BaselineStore,
+        metrics: Metrics,
+        consumer: str,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.params = params
+        self.rule = rule
+        self.zone = zone
+        self.tz_name = str(zone.key)
+        self.baselines = baselines
+        self.metrics = metrics
+        self.consumer = consumer
+        self._script = redis.register_script(INGEST_LUA)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set; the batch in flight always completes and is acked."""
+        backoff = Backoff()
+        next_claim = next_trim = 0.0
+        started = False
+        while not stop.is_set():
+            try:
+                if not started:
+                    await streams.ensure_group(self.redis, self.keys.traces, INGEST_GROUP)
+                    await self._drain_own_pending()
+                    started = True
+                now = time.monotonic()
+                if now >= next_claim:
+                    await self.reclaim()
+                    next_claim = now + self.params.claim_every_s
+                if now >= next_trim:
+                    await streams.safe_trim(self.redis, self.keys.traces)
+                    next_trim = now + self.params.trim_every_s
+                entries = await streams.read_new(
+                    self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
+                    self.params.batch_size, self.params.block_ms,
+                )
+                if entries:
+                    await self.handle(entries)
+                backoff.reset()
+            except Exception as e:
+                if streams.is_nogroup(e):
+                    log.warning("event=group_missing stream=%s action=recreate", self.keys.traces)
+                    started = False
+                    continue
+                if not isinstance(e, TRANSIENT):
+                    raise
+                self.metrics.redis_errors.labels("ingest").inc()
+                log.warning("event=redis_error stage=ingest error=%r action=retry", e)
+                await backoff.wait(stop)
+        log.info("event=stopped stage=ingest consumer=%s", self.consumer)
+
+    async def _drain_own_pending(self) -> None:
+        while entries := await streams.read_own_pending(
+            self.redis, self.keys.traces, INGEST_GROUP, self.consumer, self.params.batch_size
+        ):
+            await self.handle(entries)
+
+    async def reclaim(self) -> int:
+        """Take over entries dead consumers left pending; poison entries are dead-lettered."""
+        claimed = await streams.autoclaim(
+            self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
+            self.params.claim_idle_ms, self.params.batch_size,
+        )
+        if claimed.deleted_ids:
+            # Trimmed while pending (only possible if someone trimmed unsafely): nothing to redo.
+            await self.redis.xack(self.keys.traces, INGEST_GROUP, *claimed.deleted_ids)
+            log.warning("event=pending_entries_deleted count=%d", len(claimed.deleted_ids))
+        if not claimed.entries:
+            return 0
+        self.metrics.reclaimed.labels("traces").inc(len(claimed.entries))
+        limit = self.params.max_deliveries
+        poison = [
+            (i, f, f"delivered {claimed.deliveries[i]} times without an ack (max {limit})")
+            for i, f in claimed.entries if claimed.deliveries.get(i, 1) > limit
+        ]
+        if poison:
+            await self.dead_letter(poison)
+        poisoned = {i for i, _f, _e in poison}
+        await self.handle([e for e in claimed.entries if e[0] not in poisoned])
+        return len(claimed.entries)
+
+    async def handle(self, entries: list[streams.Entry]) -> BatchResult:
+        """Validate, dead-letter the bad, apply the good atomically; acks every entry."""
+        started = time.perf_counter()
+        valid: list[tuple[bytes, TraceEvent, BucketRef]] = []
+        invalid: list[tuple[bytes, dict[bytes, bytes], str]] = []
+        for entry_id, fields in entries:
+            try:
+                event = parse_entry(fields)
+            except InvalidEvent as e:
+                invalid.append((entry_id, fields, str(e)))
+                continue
+            bucket = bucket_of(event.start_ns, self.zone)
+            valid.append((entry_id, event, BucketRef(event.service, event.endpoint, bucket)))
+        if invalid:
+            await self.dead_letter(invalid)
+        result = await self.apply(valid) if valid else BatchResult()
+        result = BatchResult(
+            result.new, result.duplicate, len(invalid), result.marked, result.anomalies
+        )
+        self._record(result, len(entries), time.perf_counter() - started)
+        return result
+
+    def _record(self, result: BatchResult, size: int, seconds: float) -> None:
+        m = self.metrics
+        m.ingest_events.labels("new").inc(result.new)
+        m.ingest_events.labels("duplicate").inc(result.duplicate)
+        m.ingest_events.labels("invalid").inc(result.invalid)
+        m.dirty_marks.inc(result.marked)
+        m.anomalies.inc(result.anomalies)
+        m.ingest_batch_size.observe(size)
+        m.ingest_batch_seconds.observe(seconds)
+
+    async def apply(self, valid: list[tuple[bytes, TraceEvent, BucketRef]]) -> BatchResult:
+        groups: dict[str, list[tuple[TraceEvent, BucketRef]]] = {}
+        for _id, event, ref in valid:
+            groups.setdefault(ref.id, []).append((event, ref))
+        baselines = await self.baselines.get_many(groups)
+        p = self.params
+        ids = [entry_id for entry_id, _e, _r in valid]
+        keys = [self.keys.traces, self.keys.dirty, self.keys.anomalies]
+        seen_keys: list[str] = []
+        args: list[str | bytes | int] = [
+            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
+            p.anomalies_maxlen, len(groups), len(ids), *ids,
+        ]
+        for bucket_id, events in groups.items():
+            keys += [self.keys.dur(bucket_id), self.keys.mark(bucket_id)]
+            args += [bucket_id, len(events)]
+            for event, ref in events:
+                seen_keys.append(self.keys.seen(ref.tag, event.trace_id))
+                verdict = evaluate(event.duration_ms, ref, baselines[bucket_id], self.rule,
+                                   self.tz_name)
+                fields = anomaly_fields(event, verdict) if verdict.is_anomaly else []
+                args += [event.duration_us, len(fields), *fields]
+        new, dup, marked, flagged = await self._script(keys=keys + seen_keys, args=args)
+        return BatchResult(int(new), int(dup), 0, int(marked), int(flagged))
+
+    async def dead_letter(self, bad: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id, fields, error in bad:
+                log.warning("event=dead_letter origin_id=%s error=%r", entry_id.decode(), error)
+                record = clip_fields(fields)
+                record.update(
+                    {b"error": error.encode(), b"origin_id": entry_id,
+                     b"consumer": self.consumer.encode()}
+                )
+                pipe.xadd(self.keys.dead, record, maxlen=self.params.dead_maxlen,
+                          approximate=True)
+            pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
+            await pipe.execute()
+        self.metrics.ingest_events.labels("dead_lettered").inc(len(bad))
+
+
+def clip_fields(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """Keep a dead entry inspectable and bounded: few fields, short values."""
+    out: dict[bytes, bytes] = {}
+    for name, value in list(fields.items())[:DEAD_MAX_FIELDS]:
+        if len(value) > DEAD_VALUE_BYTES:
+            value = value[:DEAD_VALUE_BYTES] + f"...[{len(value)} bytes]".encode()
+        out[name[:DEAD_VALUE_BYTES]] = value
+    return out
+
+
+def anomaly_fields(event: TraceEvent, verdict: Verdict) -> list[str]:
+    """Flat fields of one `<p>anomalies` entry (readable with redis-cli XRANGE)."""
+    b, t = verdict.baseline, verdict.threshold
+    assert b is not None and t is not None
+    return [
+        "trace_id", event.trace_id, "service", event.service, "endpoint", event.endpoint,
+        "bucket", verdict.ref.id, "start_ns", str(event.start_ns),
+        "duration_ms", format_ms(event.duration_ms), "threshold_ms", format_ms(t.value_ms),
+        "term", t.term, "p50", format_ms(b.p50), "p95", format_ms(b.p95),
+        "mad", format_ms(b.mad), "count", str(b.count), "reason", verdict.reason,
+    ]

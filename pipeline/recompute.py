@@ -1,0 +1,179 @@
+"""The recompute stage: group `recompute` on `<p>dirty`, baselines per 30 s tumbling window.
+
+Windows are aligned to the wall clock of the Redis server (the ingest script stamps each
+dirty mark with the window it was made in). At every boundary an agent takes the marks of
+closed windows (its own, new ones, and ones a crashed agent left pending), recomputes each
+bucket once from its rolling list, writes `<p>base:...` and acks. Marks of the still-open
+window are held until it closes: consuming them early would swallow the window's only
+mark while samples keep arriving. Several agents split the marks between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from pipeline import streams
+from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
+from pipeline.metrics import Metrics
+from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
+from pipeline.stats import Baseline, compute_baseline, samples_to_ms
+
+log = logging.getLogger(__name__)
+
+READ_COUNT = 1000
+# Buckets per pipeline round trip: 500 x 1000 samples keeps a reply around 4 MB.
+CHUNK_BUCKETS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeParams:
+    window_s: int = 30
+    bucket_ttl_s: int = 14 * 86400
+    # Held marks stay pending up to one window, so a mark is only orphaned after two.
+    claim_idle_ms: int = 75_000
+
+
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    window: int
+    buckets: int
+    marks: int
+    held: int
+    seconds: float
+
+
+class Recomputer:
+    def __init__(
+        self, redis: Redis, keys: Keys, params: RecomputeParams, metrics: Metrics, consumer: str
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.params = params
+        self.metrics = metrics
+        self.consumer = consumer
+        self._held: list[streams.Entry] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Clear a window at every boundary until `stop`; the window in flight completes."""
+        backoff = Backoff()
+        ready = False
+        while not stop.is_set():
+            try:
+                if not ready:
+                    await streams.ensure_group(self.redis, self.keys.dirty, RECOMPUTE_GROUP)
+                    ready = True
+                await self.run_window()
+                backoff.reset()
+            except Exception as e:
+                if streams.is_nogroup(e):
+                    log.warning("event=group_missing stream=%s action=recreate", self.keys.dirty)
+                    ready = False
+                    self._held.clear()
+                    continue
+                if not isinstance(e, TRANSIENT):
+                    raise
+                self.metrics.redis_errors.labels("recompute").inc()
+                log.warning("event=redis_error stage=recompute error=%r action=retry", e)
+                await backoff.wait(stop)
+                continue
+            await sleep_or_stop(stop, self.seconds_to_boundary())
+        log.info("event=stopped stage=recompute consumer=%s", self.consumer)
+
+    def seconds_to_boundary(self) -> float:
+        # A small margin past the boundary lets the last marks of the window land.
+        w = self.params.window_s
+        return w - (time.time() % w) + 0.2
+
+    async def run_window(self) -> WindowResult:
+        started = time.perf_counter()
+        server_s, _us = await self.redis.time()
+        current = int(server_s) // self.params.window_s
+        entries = self._held + await self._collect()
+        due, held = [], []
+        for entry in entries:
+            (due if _window_of(entry) < current else held).append(entry)
+        self._held = held
+        bucket_ids = [b for b in dict.fromkeys(_bucket_of(e) for e in due) if _is_bucket(b)]
+        for i in range(0, len(bucket_ids), CHUNK_BUCKETS):
+            await self.recompute(bucket_ids[i : i + CHUNK_BUCKETS])
+        if due:
+            await self._ack_and_trim([e[0] for e in due])
+        result = WindowResult(current - 1, len(bucket_ids), len(due), len(held),
+                              time.perf_counter() - started)
+        self._record(result)
+        return result
+
+    async def _collect(self) -> list[streams.Entry]:
+        """Every mark waiting for this agent: orphaned by a dead agent, then new ones."""
+        claimed = await streams.autoclaim(
+            self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer,
+            self.params.claim_idle_ms, READ_COUNT,
+        )
+        if claimed.deleted_ids:
+            await self.redis.xack(self.keys.dirty, RECOMPUTE_GROUP, *claimed.deleted_ids)
+        self.metrics.reclaimed.labels("dirty").inc(len(claimed.entries))
+        entries = list(claimed.entries)
+        while batch := await streams.read_new(
+            self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer, READ_COUNT, None
+        ):
+            entries += batch
+        return entries
+
+    async def recompute(self, bucket_ids: list[str]) -> list[Baseline]:
+        """Recompute and store the baselines of `bucket_ids` from their rolling lists."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket_id in bucket_ids:
+                pipe.lrange(self.keys.dur(bucket_id), 0, -1)
+            lists = await pipe.execute()
+        now_ms = int(time.time() * 1000)
+        baselines = [compute_baseline(samples_to_ms(raw), now_ms) for raw in lists]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for bucket_id, baseline in zip(bucket_ids, baselines, strict=True):
+                key = self.keys.base(bucket_id)
+                if baseline.count == 0:  # the samples expired: so does the baseline
+                    pipe.delete(key)
+                    continue
+                pipe.hset(key, mapping=baseline.to_hash())
+                pipe.expire(key, self.params.bucket_ttl_s)
+            await pipe.execute()
+        return baselines
+
+    async def _ack_and_trim(self, ids: Iterable[bytes]) -> None:
+        await self.redis.xack(self.keys.dirty, RECOMPUTE_GROUP, *ids)
+        await streams.safe_trim(self.redis, self.keys.dirty)
+
+    def _record(self, result: WindowResult) -> None:
+        self.metrics.recompute_buckets.inc(result.buckets)
+        self.metrics.recompute_window_seconds.observe(result.seconds)
+        self.metrics.recompute_last_window.set(time.time())
+        if result.buckets:
+            log.info(
+                "event=window_cleared window=%d buckets=%d marks=%d held=%d seconds=%.3f",
+                result.window, result.buckets, result.marks, result.held, result.seconds,
+            )
+
+
+def _window_of(entry: streams.Entry) -> int:
+    try:
+        return int(entry[1].get(b"window", b"0"))
+    except ValueError:
+        return 0
+
+
+def _is_bucket(bucket_id: str) -> bool:
+    try:
+        BucketRef.parse(bucket_id)
+    except ValueError:
+        log.warning("event=bad_dirty_mark bucket=%r action=skip", bucket_id[:200])
+        return False
+    return True
+
+
+def _bucket_of(entry: streams.Entry) -> str:
+    return entry[1].get(b"bucket", b"").decode("utf-8", "replace")

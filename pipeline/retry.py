@@ -1,0 +1,41 @@
+"""Bounded exponential backoff with jitter for transient Redis errors in stage loops."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+# Errors a stage survives by waiting: the server restarts, loads its AOF, or drops us.
+TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+
+
+class Backoff:
+    """0.1 s doubling to `cap_s`, full jitter; `reset()` after a success."""
+
+    def __init__(self, base_s: float = 0.1, cap_s: float = 5.0) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.attempt = 0
+
+    def next_delay_s(self) -> float:
+        delay = min(self.cap_s, self.base_s * 2**self.attempt)
+        self.attempt += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        """Sleep the next delay, returning early when `stop` is set."""
+        await sleep_or_stop(stop, self.next_delay_s())
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when woken by `stop`."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+        return True
+    except TimeoutError:
+        return False

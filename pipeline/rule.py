@@ -1,0 +1,105 @@
+"""The anomaly rule and its explanation, as pure functions (no I/O).
+
+anomaly iff count >= min_samples and duration > threshold, where
+threshold = max(p95 * factor, p50 + k * MAD, floor_ms).
+
+`floor_ms` (default 1 ms) is the one addition to the seed's rule: a bucket whose samples
+are all zero (sub-millisecond spans reported as 0) would otherwise have threshold 0 and
+flag every request that takes any time at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.keys import BucketRef
+from pipeline.stats import Baseline
+
+Status = Literal["anomaly", "normal", "no_baseline", "insufficient_samples"]
+Term = Literal["p95_factor", "p50_k_mad", "floor"]
+
+
+@dataclass(frozen=True, slots=True)
+class RuleParams:
+    factor: float = 2.0
+    k: float = 10.0
+    min_samples: int = 50
+    floor_ms: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    value_ms: float
+    term: Term
+    p95_term_ms: float
+    mad_term_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    is_anomaly: bool
+    status: Status
+    duration_ms: float
+    ref: BucketRef
+    baseline: Baseline | None
+    threshold: Threshold | None
+    reason: str
+
+
+def threshold_of(baseline: Baseline, params: RuleParams) -> Threshold:
+    p95_term = baseline.p95 * params.factor
+    mad_term = baseline.p50 + params.k * baseline.mad
+    # Ties go to the seed's first term, so equal terms explain themselves the simple way.
+    if params.floor_ms > max(p95_term, mad_term):
+        return Threshold(params.floor_ms, "floor", p95_term, mad_term)
+    if mad_term > p95_term:
+        return Threshold(mad_term, "p50_k_mad", p95_term, mad_term)
+    return Threshold(p95_term, "p95_factor", p95_term, mad_term)
+
+
+def ms(value: float) -> str:
+    """Milliseconds as a person reads them: 912 ms, 12.5 ms, 0.25 ms."""
+    if value >= 100:
+        return f"{value:.0f} ms"
+    return f"{value:.3g} ms" if value < 10 else f"{value:.1f} ms".replace(".0 ms", " ms")
+
+
+def where(ref: BucketRef, tz_name: str) -> str:
+    return f"{ref.service} {ref.endpoint}, {ref.bucket.label(tz_name)}"
+
+
+def explain_threshold(t: Threshold, b: Baseline, p: RuleParams) -> str:
+    terms = f"max({p.factor:g} x p95 {ms(b.p95)}, p50 {ms(b.p50)} + {p.k:g} x MAD {ms(b.mad)})"
+    if t.term == "floor":
+        return f"threshold {ms(t.value_ms)} = floor (above {terms})"
+    return f"threshold {ms(t.value_ms)} = {terms}"
+
+
+def evaluate(
+    duration_ms: float,
+    ref: BucketRef,
+    baseline: Baseline | None,
+    params: RuleParams,
+    tz_name: str,
+) -> Verdict:
+    """The verdict for one request, with every number behind it and a one-line reason."""
+    place = where(ref, tz_name)
+    if baseline is None or baseline.count == 0:
+        reason = f"no baseline yet for {place}: not judged"
+        return Verdict(False, "no_baseline", duration_ms, ref, None, None, reason)
+    threshold = threshold_of(baseline, params)
+    if baseline.count < params.min_samples:
+        reason = (
+            f"only {baseline.count} samples for {place} (minSamples {params.min_samples}): "
+            "not judged yet"
+        )
+        return Verdict(False, "insufficient_samples", duration_ms, ref, baseline, threshold, reason)
+    is_anomaly = duration_ms > threshold.value_ms
+    op = ">" if is_anomaly else "<="
+    reason = (
+        f"{ms(duration_ms)} {op} {explain_threshold(threshold, baseline, params)} "
+        f"for {place}, n={baseline.count}"
+    )
+    status: Status = "anomaly" if is_anomaly else "normal"
+    return Verdict(is_anomaly, status, duration_ms, ref, baseline, threshold, reason)

@@ -1,0 +1,1 @@
+"""Runnable processes around the pipeline: configuration, CLI, API, lifecycle, metrics."""
