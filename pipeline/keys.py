@@ -72,6 +72,9 @@ class Keys:
         self.dead = f"{prefix}traces:dead"
         self.dirty = f"{prefix}dirty"
         self.anomalies = f"{prefix}anomalies"
+        # tempo-source: last fully covered second, and the single-poller lease.
+        self.tempo_watermark = f"{prefix}tempo:watermark"
+        self.tempo_lease = f"{prefix}tempo:lease"
 
     def dur(self, bucket_id: str) -> str:
         """LIST of durations in integer microseconds, newest first, at most windowSize."""
