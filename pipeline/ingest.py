@@ -117,6 +117,11 @@ class Ingestor:
                 self.metrics.redis_errors.labels("ingest").inc()
                 log.warning("event=redis_error stage=ingest error=%r action=retry", e)
                 await backoff.wait(stop)
+        try:
+            await streams.leave_group(self.redis, self.keys.traces, INGEST_GROUP, self.consumer)
+        except Exception as e:
+            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+                raise
         log.info("event=stopped stage=ingest consumer=%s", self.consumer)
 
     async def _drain_own_pending(self) -> None:

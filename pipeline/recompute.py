@@ -83,7 +83,27 @@ class Recomputer:
                 await backoff.wait(stop)
                 continue
             await sleep_or_stop(stop, self.seconds_to_boundary())
+        await self._shutdown()
         log.info("event=stopped stage=recompute consumer=%s", self.consumer)
+
+    async def _shutdown(self) -> None:
+        """Leave nothing pending: recompute the open window's marks now and clear them.
+
+        Deleting the marks lets the next sample of the window mark its bucket again, so
+        whoever runs next recomputes it at the boundary as usual.
+        """
+        try:
+            if self._held:
+                held, self._held = self._held, []
+                bucket_ids = [b for b in dict.fromkeys(map(_bucket_of, held)) if _is_bucket(b)]
+                await self.recompute(bucket_ids)
+                await self.redis.delete(*[self.keys.mark(b) for b in bucket_ids])
+                await self._ack_and_trim([e[0] for e in held])
+            await streams.leave_group(self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer)
+        except Exception as e:  # the store is gone: the marks stay pending and are reclaimed
+            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+                raise
+            log.warning("event=shutdown_incomplete stage=recompute error=%r", e)
 
     def seconds_to_boundary(self) -> float:
         # A small margin past the boundary lets the last marks of the window land.

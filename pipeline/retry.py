@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis import exceptions as redis_errors
 
 # Errors a stage survives by waiting: the server restarts, loads its AOF, or drops us.
-TRANSIENT = (ConnectionError, TimeoutError, BusyLoadingError, OSError)
+TRANSIENT = (
+    redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError, OSError,
+)
 
 
 class Backoff:

@@ -26,6 +26,15 @@ async def ensure_group(redis: Redis, stream: str, group: str) -> None:
             raise
 
 
+async def leave_group(redis: Redis, stream: str, group: str, consumer: str) -> None:
+    """On a clean stop, remove this consumer from the group if it holds nothing pending,
+    so `inspect` and XINFO CONSUMERS list only live consumers."""
+    for c in await redis.xinfo_consumers(stream, group):
+        name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+        if name == consumer and c["pending"] == 0:
+            await redis.xgroup_delconsumer(stream, group, consumer)
+
+
 def is_nogroup(error: Exception) -> bool:
     """The group (or the whole stream) vanished, e.g. Redis restarted without persistence."""
     return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")

@@ -57,6 +57,12 @@ class TempoSettings:
     verify_tls: bool = True
     ca_file: str | None = None
     max_catchup_s: int = 6 * 3600
+    # Bisecting a truncated search stops at this window (seconds).
+    min_window_s: int = 1
+    # Single-poller lease: a standby takes over within about this long after the leader dies.
+    lease_ttl_s: float = 10.0
+    # Newest seconds Tempo hides (3.x `query_end_cutoff`); unset: 30 on 3.x, 0 on 2.x.
+    end_cutoff_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

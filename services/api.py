@@ -1,0 +1,292 @@
+"""The HTTP API (aiohttp): anomaly checks, baselines, health, metrics, the OpenAPI document.
+
+Handlers stay thin: parse → pipeline function → JSON. Errors are mapped to HTTP in one
+middleware: bad input 400 naming the field, oversized bodies 413, Redis down 503, and
+never a stack trace on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import yaml
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pipeline.baselines import BaselineStore
+from pipeline.buckets import TimeBucket, bucket_of, load_zone, parse_day_type
+from pipeline.errors import InvalidEvent, StoreUnavailable
+from pipeline.events import check_duration_ms, check_name, check_start_ns
+from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
+from pipeline.metrics import Metrics
+from pipeline.rule import RuleParams, evaluate, threshold_of
+from services.config import Settings
+from services.health import Health
+from services.views import baseline_json, bucket_json, threshold_json, verdict_json
+
+log = logging.getLogger(__name__)
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.yaml"
+MAX_BATCH = 1000
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+READY_TIMEOUT_S = 1.0
+
+
+class Ctx:
+    """Everything a handler needs, built once per app."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, metrics: Metrics, baselines: BaselineStore,
+        health: Health,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.metrics = metrics
+        self.baselines = baselines
+        self.health = health
+        self.rule: RuleParams = settings.rule_params()
+        self.zone: ZoneInfo = load_zone(settings.timezone)
+        self.tz_name = settings.timezone
+        self.token = settings.api.token.encode() if settings.api.token else None
+
+
+CTX = web.AppKey("ctx", Ctx)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return json_response({"error": message, **extra}, status)
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    try:
+        response = await handler(request)
+    except InvalidEvent as e:
+        response = error(400, e.message, field=e.field)
+    except StoreUnavailable as e:
+        log.warning("event=store_unavailable request_id=%s path=%s error=%r",
+                    request_id, request.path, str(e))
+        response = error(503, "baseline store unavailable: Redis did not answer; retry later")
+    except web.HTTPException as e:
+        response = error(e.status, e.reason)
+    except Exception:
+        log.exception("event=unhandled_error request_id=%s path=%s", request_id, request.path)
+        response = error(500, "internal error", requestId=request_id)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    token = request.app[CTX].token
+    if token is None or request.path in PUBLIC_PATHS:
+        return await handler(request)
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token):
+        return error(401, "missing or wrong bearer token (Authorization: Bearer <TLA_API_TOKEN>)")
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Any:
+    body = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidEvent("body", f"is not valid JSON: {e}") from e
+
+
+def _string(body: dict[str, Any], name: str, max_chars: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise InvalidEvent(name, "is required and must be a string")
+    try:
+        return check_name(name, value, max_chars)
+    except InvalidEvent as e:
+        raise InvalidEvent(name, e.message) from e
+
+
+def _start_ns(body: dict[str, Any]) -> int:
+    value = body.get("startTimeUnixNano")
+    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent(
+            "startTimeUnixNano", "is required: unix time in nanoseconds, as a string or integer"
+        )
+    try:
+        return check_start_ns(value)
+    except InvalidEvent as e:
+        raise InvalidEvent("startTimeUnixNano", e.message) from e
+
+
+def _duration_ms(body: dict[str, Any]) -> float:
+    value = body.get("durationMs")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidEvent("durationMs", "is required and must be a number (milliseconds)")
+    try:
+        return check_duration_ms(float(value))
+    except (InvalidEvent, OverflowError) as e:
+        raise InvalidEvent(
+            "durationMs", f"must be a finite number between 0 and 604800000, got {value}"
+        ) from e
+
+
+def check_of(body: Any, zone: ZoneInfo) -> tuple[BucketRef, float]:
+    """The bucket and duration of one check request, or InvalidEvent naming the field."""
+    if not isinstance(body, dict):
+        raise InvalidEvent("body", "must be a JSON object")
+    service = _string(body, "rootServiceName", MAX_SERVICE_CHARS)
+    endpoint = _string(body, "rootTraceName", MAX_ENDPOINT_CHARS)
+    start_ns = _start_ns(body)
+    duration_ms = _duration_ms(body)
+    return BucketRef(service, endpoint, bucket_of(start_ns, zone)), duration_ms
+
+
+async def judge(ctx: Ctx, items: list[tuple[BucketRef, float]]) -> list[dict[str, Any]]:
+    baselines = await ctx.baselines.get_many(ref.id for ref, _ in items)
+    out = []
+    for ref, duration_ms in items:
+        verdict = evaluate(duration_ms, ref, baselines[ref.id], ctx.rule, ctx.tz_name)
+        ctx.metrics.check_requests.labels(verdict.status).inc()
+        out.append(verdict_json(verdict, ctx.rule, ctx.tz_name))
+    return out
+
+
+async def check(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    ctx = request.app[CTX]
+    item = check_of(await read_json(request), ctx.zone)
+    (result,) = await judge(ctx, [item])
+    ctx.metrics.check_seconds.observe(time.perf_counter() - started)
+    return json_response(result)
+
+
+async def check_batch(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    ctx = request.app[CTX]
+    body = await read_json(request)
+    traces = body.get("traces") if isinstance(body, dict) else None
+    if not isinstance(traces, list) or not 1 <= len(traces) <= MAX_BATCH:
+        raise InvalidEvent("traces", f"must be a list of 1 to {MAX_BATCH} check requests")
+    items = []
+    for i, trace in enumerate(traces):
+        try:
+            items.append(check_of(trace, ctx.zone))
+        except InvalidEvent as e:
+            raise InvalidEvent(f"traces[{i}].{e.field}", e.message) from e
+    results = await judge(ctx, items)
+    ctx.metrics.check_seconds.observe(time.perf_counter() - started)
+    return json_response({"results": results})
+
+
+def _query_bucket(request: web.Request, ctx: Ctx) -> BucketRef:
+    q = request.query
+    service = _string(dict(q), "service", MAX_SERVICE_CHARS)
+    endpoint = _string(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
+    now_bucket = bucket_of(time.time_ns(), ctx.zone)
+    hour_text = q.get("hour")
+    if hour_text is None:
+        hour = now_bucket.hour
+    elif hour_text.isdigit() and 0 <= int(hour_text) <= 23:
+        hour = int(hour_text)
+    else:
+        raise InvalidEvent("hour", f"must be an integer 0-23, got {hour_text[:20]!r}")
+    try:
+        day_type = parse_day_type(q["dayType"]) if "dayType" in q else now_bucket.day_type
+    except ValueError as e:
+        raise InvalidEvent("dayType", "must be 'weekday' or 'weekend'") from e
+    return BucketRef(service, endpoint, TimeBucket(hour, day_type))
+
+
+async def baseline(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    ref = _query_bucket(request, ctx)
+    found = await ctx.baselines.get(ref.id)
+    body = {
+        "bucket": bucket_json(ref, ctx.tz_name),
+        "baseline": baseline_json(found),
+        "threshold": threshold_json(threshold_of(found, ctx.rule), ctx.rule) if found else None,
+        "minSamples": ctx.rule.min_samples,
+    }
+    if found is None:
+        return json_response({**body, "error": f"no baseline yet for {ref.id}"}, 404)
+    return json_response(body)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    try:
+        await asyncio.wait_for(ctx.redis.ping(), READY_TIMEOUT_S)
+        redis_ok = True
+    except (RedisError, OSError, TimeoutError):
+        redis_ok = False
+    broken = ctx.health.broken()
+    body = {"redis": "ok" if redis_ok else "unavailable", "stages": ctx.health.stages}
+    if redis_ok and not broken:
+        return json_response({"status": "ready", **body})
+    return json_response({"status": "not ready", **body}, 503)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    payload = generate_latest(request.app[CTX].metrics.registry)
+    return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def load_openapi() -> dict[str, Any]:
+    return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])
+
+
+OPENAPI = web.AppKey("openapi", dict)
+
+
+def create_app(
+    settings: Settings,
+    redis: Redis,
+    metrics: Metrics,
+    baselines: BaselineStore | None = None,
+    health: Health | None = None,
+) -> web.Application:
+    baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=settings.api.max_body_bytes,
+    )
+    app[CTX] = Ctx(settings, redis, metrics, baselines, health or Health())
+    app[OPENAPI] = load_openapi()
+    app.router.add_post("/v1/anomaly/check", check)
+    app.router.add_post("/v1/anomaly/check:batch", check_batch)
+    app.router.add_get("/v1/baseline", baseline)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi)
+    return app

@@ -1,0 +1,89 @@
+"""The `tempo-anomaly` command: parse, load settings, configure logging, asyncio.run(...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.errors import TLAError
+from services import logs
+from services.config import Settings
+
+log = logging.getLogger(__name__)
+
+STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "api")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tempo-anomaly",
+        description="Learn per-endpoint, per-hour latency baselines from Tempo traces and "
+        "flag anomalous requests, with the numbers behind each verdict.",
+    )
+    p.add_argument("--config", help="YAML settings file (default: $TLA_CONFIG)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default: TLA_LOG_LEVEL or INFO)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="every stage + the API in one process")
+    run.add_argument("--demo", action="store_true", help="add synthetic demo traffic")
+    sub.add_parser("demo", help="run + synthetic traffic with history; prints anomalies")
+    for name, text in (
+        ("tempo-source", "poll Tempo and publish trace events"),
+        ("ingest", "consume trace events (scale by running more)"),
+        ("recompute", "recompute dirty baselines every window"),
+        ("api", "serve the HTTP API"),
+    ):
+        sub.add_parser(name, help=text)
+    check = sub.add_parser("check", help="ask the running API about one request")
+    check.add_argument("--service", required=True)
+    check.add_argument("--endpoint", required=True)
+    check.add_argument("--duration-ms", type=float, required=True)
+    check.add_argument("--start-ns", type=int, help="trace start, unix ns (default: now)")
+    check.add_argument("--json", action="store_true", help="print the whole verdict as JSON")
+    base = sub.add_parser("baseline", help="show one bucket's baseline from the running API")
+    base.add_argument("--service", required=True)
+    base.add_argument("--endpoint", required=True)
+    base.add_argument("--hour", type=int, help="0-23 (default: now)")
+    base.add_argument("--day-type", choices=("weekday", "weekend"), help="(default: today)")
+    base.add_argument("--json", action="store_true")
+    inspect = sub.add_parser("inspect", help="streams, groups, lag, pending, dead letters")
+    inspect.add_argument("--json", action="store_true")
+    backfill = sub.add_parser("backfill", help="pull history from Tempo for a cold start")
+    backfill.add_argument("--since", default="7d", help="how far back: 7d, 36h, 90m (default 7d)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = Settings.load(args.config)
+        logs.configure(args.log_level or settings.log.level, settings.log.format)
+        return asyncio.run(dispatch(args, settings)) or 0
+    except TLAError as e:
+        print(f"tempo-anomaly: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
+    from services import commands
+
+    handlers: dict[str, Any] = {
+        "run": lambda: commands.run(settings, demo=args.demo),
+        "demo": lambda: commands.run(settings, demo=True),
+        "check": lambda: commands.check(settings, args),
+        "baseline": lambda: commands.baseline(settings, args),
+        "inspect": lambda: commands.inspect(settings, as_json=args.json),
+        "backfill": lambda: commands.backfill(settings, args.since),
+    }
+    if args.command in STAGE_COMMANDS:
+        return await commands.stage(settings, args.command)
+    return await handlers[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Process lifecycle: wire the stages, supervise them, stop them on SIGTERM/SIGINT.
+
+Each stage is `async def run(stop)`. A stage that raises unexpectedly is logged with its
+traceback and restarted with backoff; after MAX_FAILURES quick failures (or on a
+ConfigError) the process stops with a non-zero exit. A signal sets `stop`: every stage
+finishes its in-flight batch and returns; whatever has not returned after
+SHUTDOWN_TIMEOUT_S is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from pipeline.baselines import BaselineStore
+from pipeline.buckets import load_zone
+from pipeline.errors import ConfigError
+from pipeline.ingest import Ingestor
+from pipeline.metrics import Metrics
+from pipeline.recompute import Recomputer
+from pipeline.retry import Backoff
+from services.api import create_app
+from services.config import Settings
+from services.embedded import embedded_redis
+from services.health import Health
+from services.redis_client import connect, redact
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[asyncio.Event], Awaitable[None]]
+SHUTDOWN_TIMEOUT_S = 15.0
+MAX_FAILURES = 5
+# A stage that ran this long before failing counts as healthy again.
+HEALTHY_AFTER_S = 60.0
+ROLES = ("tempo-source", "ingest", "recompute", "api")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the stages of one process share."""
+
+    settings: Settings
+    redis: Redis
+    redis_url: str
+    metrics: Metrics
+    health: Health
+    stop: asyncio.Event
+
+
+def consumer_name(settings: Settings, role: str) -> str:
+    base = settings.ingest.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    return f"{base}-{role}"
+
+
+@asynccontextmanager
+async def runtime(settings: Settings, embedded_ok: bool) -> AsyncIterator[Runtime]:
+    """Redis (configured or embedded), metrics and health, torn down in reverse order."""
+    async with AsyncExitStack() as stack:
+        url = settings.redis.url
+        if url is None:
+            if not embedded_ok:
+                raise ConfigError(
+                    "set TLA_REDIS_URL (e.g. redis://127.0.0.1:6379/0): only `run` and `demo` "
+                    "start an embedded server"
+                )
+            url = await stack.enter_async_context(embedded_redis(Path(settings.state_dir)))
+        redis = connect(url)
+        stack.push_async_callback(redis.aclose)
+        log.info("event=redis url=%s", redact(url))
+        yield Runtime(settings, redis, url, Metrics(), Health(), asyncio.Event())
+
+
+def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
+    s = rt.settings
+    stages: dict[str, Stage] = {}
+    if "tempo-source" in roles and s.tempo.url:
+        from services.tempo_source import TempoSource
+
+        stages["tempo-source"] = TempoSource.from_settings(s, rt.redis, rt.metrics).run
+    if "ingest" in roles:
+        # Baselines for flagging ingested traces: re-read at most once per window.
+        store = BaselineStore(rt.redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
+        stages["ingest"] = Ingestor(
+            rt.redis, s.keys(), s.ingest_params(), s.rule_params(), load_zone(s.timezone),
+            store, rt.metrics, consumer_name(s, "ingest"),
+        ).run
+    if "recompute" in roles:
+        stages["recompute"] = Recomputer(
+            rt.redis, s.keys(), s.recompute_params(), rt.metrics, consumer_name(s, "recompute")
+        ).run
+    if "api" in roles:
+        stages["api"] = lambda stop: serve_api(rt, stop)
+    return stages
+
+
+async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
+    app = create_app(rt.settings, rt.redis, rt.metrics, health=rt.health)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = rt.settings.api.host, rt.settings.api.port
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise ConfigError(f"API cannot listen on {host}:{port}: {e.strerror}; set TLA_API_PORT") from e
+    log.info("event=api_listening url=http://%s:%d", host, port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+async def supervise(name: str, stage: Stage, rt: Runtime) -> None:
+    backoff = Backoff(base_s=0.5, cap_s=30.0)
+    failures = 0
+    while not rt.stop.is_set():
+        rt.health.set(name, "running")
+        started = time.monotonic()
+        try:
+            await stage(rt.stop)
+            break
+        except ConfigError:
+            rt.health.set(name, "failed")
+            raise
+        except Exception:
+            log.exception("event=stage_crashed stage=%s", name)
+            failures = 1 if time.monotonic() - started > HEALTHY_AFTER_S else failures + 1
+            rt.metrics.stage_restarts.labels(name).inc()
+            if failures >= MAX_FAILURES:
+                rt.health.set(name, "failed")
+                raise
+            rt.health.set(name, "restarting")
+            await backoff.wait(rt.stop)
+    rt.health.set(name, "stopped")
+
+
+def install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        log.warning("event=second_signal signal=%s action=exit_now", sig.name)
+        os._exit(130)
+    log.info("event=shutdown signal=%s action=drain", sig.name)
+    stop.set()
+
+
+async def run_stages(rt: Runtime, stages: dict[str, Stage], extra: tuple[Stage, ...] = ()) -> None:
+    """Run until `stop` or a fatal stage error; drain within SHUTDOWN_TIMEOUT_S."""
+    tasks = [asyncio.create_task(supervise(n, s, rt), name=n) for n, s in stages.items()]
+    tasks += [asyncio.create_task(fn(rt.stop), name="extra") for fn in extra]
+    stopper = asyncio.create_task(rt.stop.wait())
+    await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+    rt.stop.set()
+    done, pending = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
+    for task in pending:
+        log.warning("event=shutdown_timeout stage=%s action=cancel", task.get_name())
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    stopper.cancel()
+    errors = [t.exception() for t in done if not t.cancelled() and t.exception()]
+    if errors:
+        raise errors[0]  # type: ignore[misc]
