@@ -196,7 +196,8 @@ def parse_search(body: Any) -> SearchPage:
     """A decoded /api/search body. Bad entries are reported, never fatal for the rest."""
     if not isinstance(body, dict):
         raise ValueError("search response is not a JSON object")
-    raw_traces = body.get("traces") or []
+    raw_traces = body.get("traces")
+    raw_traces = [] if raw_traces is None else raw_traces  # omitted: nothing matched
     if not isinstance(raw_traces, list):
         raise ValueError("search response field 'traces' is not a list")
     traces: list[SearchTrace] = []

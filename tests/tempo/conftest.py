@@ -1,0 +1,45 @@
+"""Fixtures of the Tempo source tests: a real Redis with a unique prefix, settings, metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from pipeline.metrics import Metrics
+from services.config import Settings, TempoSettings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-tempo-{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+async def redis(prefix: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+def make_settings(prefix: str, url: str, **tempo: object) -> Settings:
+    """Fast test settings: short interval and lookback, small limit, no hidden seconds."""
+    base = dict(url=url, interval_s=0.1, lookback_s=10, limit=20, timeout_s=2.0,
+                lease_ttl_s=1.0, end_cutoff_s=1.0, max_catchup_s=3600)
+    base.update(tempo)
+    return dataclasses.replace(Settings(), key_prefix=prefix, tempo=TempoSettings(**base))
