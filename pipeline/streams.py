@@ -36,8 +36,11 @@ async def leave_group(redis: Redis, stream: str, group: str, consumer: str) -> N
 
 
 def is_nogroup(error: Exception) -> bool:
-    """The group (or the whole stream) vanished, e.g. Redis restarted without persistence."""
-    return isinstance(error, ResponseError) and str(error).startswith("NOGROUP")
+    """The group (or the whole stream) vanished, e.g. Redis restarted without persistence.
+
+    A consumer blocked in XREADGROUP when the stream is deleted gets UNBLOCKED instead.
+    """
+    return isinstance(error, ResponseError) and str(error).startswith(("NOGROUP", "UNBLOCKED"))
 
 
 async def read_new(
