@@ -124,7 +124,7 @@ class FakeTempo:
         app = web.Application()
         app.router.add_get("/api/search", self.search)
         app.router.add_get("/api/status/buildinfo", self.buildinfo)
-        app.router.add_get("/ready", lambda r: web.Response(text="ready\n"))
+        app.router.add_get("/ready", self.ready)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -138,6 +138,9 @@ class FakeTempo:
             self._runner = None
 
     # --- handlers --------------------------------------------------------------------
+
+    async def ready(self, request: web.Request) -> web.Response:
+        return web.Response(text="ready\n")
 
     async def buildinfo(self, request: web.Request) -> web.Response:
         if self.hide_buildinfo or self.version is None:

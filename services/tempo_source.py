@@ -1,0 +1,392 @@
+"""The tempo-source stage: poll Tempo's search under a lease, catch up from the watermark.
+
+Every `interval_s` the leader searches [min(now, watermark) - lookback, now - cutoff] in
+windows of at most `lookback_s` (so after an outage it catches up window by window, at
+most `max_catchup_s` back), bisecting any truncated window, and moves the watermark to the
+end of each window once it is fully published. Tempo outages (429, 5xx, timeouts) back off
+with jitter; rejections (400/401/403/404) log what to fix and back off longer; neither
+stops the stage. `backfill` pulls history once, for a cold start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from redis.asyncio import Redis
+
+from pipeline.errors import ConfigError
+from pipeline.keys import Keys
+from pipeline.metrics import Metrics
+from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
+from pipeline.tempo import Harvester, HarvestParams, Window, chunks, remember_published
+from pipeline.tempo_client import TempoClient, TempoError, TempoRejected, TempoUnavailable
+from pipeline.tempo_parse import Features, features_for
+from services.config import Settings, TempoSettings
+from services.tempo_state import Lease, Watermark
+
+log = logging.getLogger(__name__)
+
+# Longest wait after a rejection (bad credentials, bad query): it is re-tried this often so
+# a fixed gateway or a new token is picked up without a restart.
+REJECTED_CAP_S = 300.0
+# Backfill searches history in windows this long, bisected when truncated.
+BACKFILL_WINDOW_S = 3600
+# Attempts per backfill window before it is given up (and counted in the summary).
+BACKFILL_ATTEMPTS = 6
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    windows: list[Window]
+    skipped_s: int  # history older than max_catchup_s that will not be searched
+
+
+def plan_poll(now_s: float, watermark: int | None, t: TempoSettings, cutoff_s: float) -> PollPlan:
+    """The windows of one cycle. Resuming `lookback_s` before the watermark re-reads the
+    traces that were not yet searchable when the previous cycle ran."""
+    end = int(now_s - cutoff_s)
+    start = (end if watermark is None else min(end, watermark)) - t.lookback_s
+    floor = end - t.max_catchup_s
+    return PollPlan(chunks(max(start, floor), end, t.lookback_s), max(0, floor - start))
+
+
+def validate_tempo(t: TempoSettings) -> None:
+    if not t.url:
+        raise ConfigError("the Tempo source needs TLA_TEMPO_URL (Tempo's base URL)")
+    for name, value in (("LIMIT", t.limit), ("MIN_WINDOW_S", t.min_window_s),
+                        ("LOOKBACK_S", t.lookback_s)):
+        if value < 1:
+            raise ConfigError(f"TLA_TEMPO_{name} must be >= 1, got {value}")
+    if t.interval_s <= 0 or t.timeout_s <= 0:
+        raise ConfigError("TLA_TEMPO_INTERVAL_S and TLA_TEMPO_TIMEOUT_S must be > 0")
+    if not 0 <= t.spss <= 100:
+        raise ConfigError(f"TLA_TEMPO_SPSS must be 0-100 (Tempo's default cap), got {t.spss}")
+    if t.max_catchup_s < t.lookback_s:
+        raise ConfigError("TLA_TEMPO_MAX_CATCHUP_S must be >= TLA_TEMPO_LOOKBACK_S")
+    if t.lease_ttl_s < 1:
+        raise ConfigError(f"TLA_TEMPO_LEASE_TTL_S must be >= 1, got {t.lease_ttl_s}")
+    if t.end_cutoff_s is not None and t.end_cutoff_s < 0:
+        raise ConfigError(f"TLA_TEMPO_END_CUTOFF_S must be >= 0, got {t.end_cutoff_s}")
+
+
+def make_client(t: TempoSettings) -> TempoClient:
+    validate_tempo(t)
+    assert t.url is not None
+    return TempoClient(t.url, tenant=t.tenant, user=t.user, password=t.password, token=t.token,
+                       timeout_s=t.timeout_s, verify_tls=t.verify_tls, ca_file=t.ca_file)
+
+
+async def discover(client: TempoClient) -> tuple[Features, bool]:
+    """Features from buildinfo; (assumed-current features, False) when it cannot be read
+    now. A 4xx counts as final: gateways often hide buildinfo."""
+    try:
+        info = await client.buildinfo()
+    except TempoUnavailable as e:
+        log.warning("event=tempo_buildinfo_unavailable kind=%s error=%r", e.kind, str(e))
+        return features_for(None), False
+    except TempoRejected as e:
+        log.info("event=tempo_buildinfo_hidden status=%d assume=current", e.status)
+        return features_for(None), True
+    features = features_for(str(info.get("version") or ""))
+    log.info("event=tempo_version version=%s most_recent=%s end_cutoff_s=%s", features.version,
+             features.most_recent, features.end_cutoff_s)
+    return features, True
+
+
+class TempoSource:
+    """The polling agent. `run(stop)` returns when `stop` is set and closes the client."""
+
+    def __init__(self, client: TempoClient, redis: Redis, keys: Keys, metrics: Metrics,
+                 tempo: TempoSettings, clock=time.time) -> None:  # type: ignore[no-untyped-def]
+        self.client = client
+        self.redis = redis
+        self.keys = keys
+        self.metrics = metrics
+        self.tempo = tempo
+        self.clock = clock
+        self.lease = Lease(redis, keys, tempo.lease_ttl_s)
+        self.watermark = Watermark(redis, keys)
+        self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
+                                   features_for(None))
+        self._features_known = False
+        self._unavailable = Backoff(base_s=min(1.0, tempo.interval_s),
+                                    cap_s=min(60.0, max(1.0, tempo.interval_s * 4)))
+        self._rejected = Backoff(base_s=tempo.interval_s, cap_s=REJECTED_CAP_S)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, redis: Redis, metrics: Metrics) -> TempoSource:
+        return cls(make_client(settings.tempo), redis, settings.keys(), metrics, settings.tempo)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @property
+    def cutoff_s(self) -> float:
+        t = self.tempo
+        return t.end_cutoff_s if t.end_cutoff_s is not None else self.harvester.features.end_cutoff_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("event=tempo_source_start url=%s holder=%s", self.client.url, self.lease.holder)
+        redis_backoff = Backoff(cap_s=5.0)
+        try:
+            while not stop.is_set():
+                try:
+                    if await self.lease.acquire():
+                        await self._lead(stop)
+                        redis_backoff.reset()
+                    else:
+                        await sleep_or_stop(stop, self.tempo.lease_ttl_s / 3)
+                except TRANSIENT as e:
+                    self.metrics.tempo_errors.labels("redis").inc()
+                    log.warning("event=tempo_redis_error error=%r", e)
+                    await redis_backoff.wait(stop)
+        finally:
+            self.metrics.tempo_leader.set(0)
+            await self.aclose()
+            log.info("event=tempo_source_stop")
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """Poll while holding the lease; return on stop or when the lease is lost."""
+        halt = asyncio.Event()
+        tasks = [asyncio.create_task(self._keep_lease(stop, halt)),
+                 asyncio.create_task(_link(stop, halt))]
+        self.metrics.tempo_leader.set(1)
+        log.info("event=tempo_lease_acquired holder=%s", self.lease.holder)
+        try:
+            await self._warm_cache()
+            while not halt.is_set():
+                delay_s = await self.cycle(halt)
+                await sleep_or_stop(halt, delay_s)
+        finally:
+            self.metrics.tempo_leader.set(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if stop.is_set():
+                with contextlib.suppress(*TRANSIENT):
+                    await self.lease.release()
+
+    async def _keep_lease(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
+        """Renew at a third of the TTL; set `halt` once the lease is (or may be) gone."""
+        ttl_s = self.tempo.lease_ttl_s
+        renewed = time.monotonic()
+        while not await sleep_or_stop(stop, ttl_s / 3):
+            try:
+                if not await self.lease.renew():
+                    log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
+                    break
+                renewed = time.monotonic()
+            except TRANSIENT as e:
+                log.warning("event=tempo_lease_renew_failed error=%r", e)
+                if time.monotonic() - renewed >= ttl_s:
+                    break  # someone else may hold it by now
+        halt.set()
+
+    async def _warm_cache(self) -> None:
+        since_s = self.clock() - self.tempo.lookback_s - self.tempo.max_catchup_s
+        n = await remember_published(self.redis, self.keys, self.harvester.recent,
+                                     int(max(0, since_s) * 1000))
+        if n:
+            log.info("event=tempo_cache_warmed trace_ids=%d", n)
+
+    async def cycle(self, halt: asyncio.Event) -> float:
+        """One poll (with any catch-up); returns how long to wait before the next."""
+        started = time.monotonic()
+        try:
+            if not self._features_known:
+                self.harvester.features, self._features_known = await discover(self.client)
+            await self.catch_up(halt)
+        except TempoUnavailable as e:
+            return self._failed("unavailable", e, self._unavailable.next_delay_s(), e.retry_after_s)
+        except TempoRejected as e:
+            return self._failed("rejected", e, self._rejected.next_delay_s(), None)
+        self.metrics.tempo_polls.labels("ok").inc()
+        self._unavailable.reset()
+        self._rejected.reset()
+        return max(0.0, self.tempo.interval_s - (time.monotonic() - started))
+
+    def _failed(self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None) -> float:
+        self.metrics.tempo_polls.labels(outcome).inc()
+        self.metrics.tempo_errors.labels(e.kind).inc()
+        delay_s = min(REJECTED_CAP_S, max(delay_s, at_least_s or 0.0))
+        if isinstance(e, TempoRejected):
+            log.error("event=tempo_rejected status=%d body=%r fix=%r retry_in_s=%.1f",
+                      e.status, e.body, e.hint, delay_s)
+        else:
+            log.warning("event=tempo_unavailable kind=%s error=%r retry_in_s=%.1f",
+                        e.kind, str(e), delay_s)
+        return delay_s
+
+    async def catch_up(self, halt: asyncio.Event) -> None:
+        """Cover every window from the watermark to now - cutoff, oldest first."""
+        watermark = await self.watermark.get()
+        plan = plan_poll(self.clock(), watermark, self.tempo, self.cutoff_s)
+        self._update_lag(watermark)
+        if plan.skipped_s:
+            self.metrics.tempo_skipped.inc(plan.skipped_s)
+            log.warning("event=tempo_gap_skipped seconds=%d fix=%r", plan.skipped_s,
+                        f"run `tempo-anomaly backfill --since {plan.skipped_s + 60}s`")
+        if len(plan.windows) > 1:
+            log.info("event=tempo_catch_up windows=%d from_s=%d to_s=%d", len(plan.windows),
+                     plan.windows[0].start_s, plan.windows[-1].end_s)
+        for window in plan.windows:
+            if not await self.harvester.cover(window, halt):
+                return
+            await self.watermark.advance(window.end_s)
+            self._update_lag(window.end_s)
+        s = self.harvester.stats
+        log.debug("event=tempo_poll windows=%d published_total=%d seen_total=%d",
+                  len(plan.windows), s.published, s.seen)
+
+    def _update_lag(self, watermark: int | None) -> None:
+        if watermark is not None:
+            self.metrics.tempo_watermark_lag.set(max(0.0, self.clock() - watermark))
+
+
+async def _link(stop: asyncio.Event, halt: asyncio.Event) -> None:
+    await stop.wait()
+    halt.set()
+
+
+def harvest_params(t: TempoSettings) -> HarvestParams:
+    return HarvestParams(query=t.query, limit=t.limit, spss=t.spss, min_window_s=t.min_window_s)
+
+
+# ---------------------------------------------------------------------------------------
+# Backfill
+
+
+_SINCE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_since(text: str) -> int:
+    """'7d', '36h', '90m', '600s' (or plain seconds) → seconds."""
+    m = _SINCE.match(text.lower())
+    if m is None or int(m.group(1)) == 0:
+        raise ValueError(f"--since must be a positive duration like 7d, 36h, 90m or 600s, "
+                         f"got {text!r}")
+    return int(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillSummary:
+    since_s: int
+    tempo_version: str
+    windows: int
+    failed_windows: int
+    queries: int
+    seen: int
+    published: int
+    duplicates: int
+    held_back: int
+    truncations: int
+    unresolved: int
+    elapsed_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.failed_windows == 0
+
+    def __str__(self) -> str:
+        return (
+            f"backfill {format_duration(self.since_s)}: published {self.published} traces "
+            f"({self.duplicates} repeats skipped, {self.held_back} held back) from "
+            f"{self.windows} windows in {self.queries} searches; {self.truncations} truncated "
+            f"({self.unresolved} unresolved); {self.failed_windows} windows failed; "
+            f"{self.elapsed_s:.1f}s; Tempo {self.tempo_version}"
+        )
+
+
+class _Progress:
+    """A one-line bar on a terminal; every 10 % a plain line elsewhere (logs, pipes)."""
+
+    WIDTH = 30
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out = out
+        self.total = max(1, total)
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._last_decile = -1
+
+    def update(self, done: int, published: int) -> None:
+        share = done / self.total
+        filled = int(share * self.WIDTH)
+        line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} "
+                f"windows {done}/{self.total} published {published}")
+        if self.tty:
+            self.out.write("\r" + line + ("\n" if done >= self.total else ""))
+        elif int(share * 10) > self._last_decile:
+            self._last_decile = int(share * 10)
+            self.out.write(line + "\n")
+        self.out.flush()
+
+
+async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: int,
+                   progress: TextIO) -> BackfillSummary:
+    """Publish every trace of the last `since_s` seconds (minus Tempo's cutoff), window by
+    window. Rejections raise ConfigError; outages are retried, then counted as failed."""
+    started = time.monotonic()
+    t = settings.tempo
+    keys = settings.keys()
+    async with make_client(t) as client:
+        features, _ = await discover(client)
+        harvester = Harvester(client, redis, keys, metrics, harvest_params(t), features)
+        cutoff_s = t.end_cutoff_s if t.end_cutoff_s is not None else features.end_cutoff_s
+        end = int(time.time() - cutoff_s)
+        windows = chunks(end - since_s, end, min(BACKFILL_WINDOW_S, since_s))
+        bar = _Progress(progress, len(windows))
+        bar.update(0, 0)
+        failed = 0
+        for i, window in enumerate(windows, 1):
+            failed += not await _cover_retrying(harvester, window, metrics)
+            bar.update(i, harvester.stats.published)
+        if failed == 0:
+            await _advance_after_backfill(Watermark(redis, keys), end - since_s, end)
+    s = harvester.stats
+    summary = BackfillSummary(since_s, features.version, len(windows), failed, s.queries, s.seen,
+                              s.published, s.duplicates, s.held, s.truncations, s.unresolved,
+                              time.monotonic() - started)
+    log.info("event=tempo_backfill_done summary=%r", str(summary))
+    return summary
+
+
+async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics) -> bool:
+    backoff = Backoff(base_s=1.0, cap_s=30.0)
+    for attempt in range(1, BACKFILL_ATTEMPTS + 1):
+        try:
+            return await harvester.cover(window)
+        except TempoRejected as e:
+            metrics.tempo_errors.labels(e.kind).inc()
+            raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
+        except TempoUnavailable as e:
+            metrics.tempo_errors.labels(e.kind).inc()
+            delay_s = max(backoff.next_delay_s(), e.retry_after_s or 0.0)
+            log.warning("event=tempo_backfill_retry start_s=%d end_s=%d attempt=%d kind=%s "
+                        "retry_in_s=%.1f", window.start_s, window.end_s, attempt, e.kind, delay_s)
+            if attempt < BACKFILL_ATTEMPTS:
+                await asyncio.sleep(delay_s)
+    log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d", window.start_s,
+              window.end_s)
+    return False
+
+
+async def _advance_after_backfill(watermark: Watermark, start_s: int, end_s: int) -> None:
+    """A contiguous backfill may move the watermark forward, so the live source resumes
+    there; not across an uncovered gap older than the backfill, which must stay visible."""
+    current = await watermark.get()
+    if current is None or current >= start_s:
+        await watermark.advance(end_s)
