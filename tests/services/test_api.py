@@ -1,0 +1,197 @@
+"""The HTTP API contract on a real Redis: verdicts, baselines, errors, health, OpenAPI."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jsonschema
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from pipeline.buckets import bucket_of, load_zone
+from pipeline.keys import BucketRef, Keys
+from pipeline.metrics import Metrics
+from pipeline.stats import Baseline
+from services.api import create_app, load_openapi
+from services.config import Settings
+
+pytestmark = pytest.mark.redis
+ClientMaker = Callable[..., Awaitable[TestClient]]
+NOW_NS = time.time_ns()
+ZONE = load_zone("Asia/Taipei")
+
+
+def settings_for(prefix: str, **api: Any) -> Settings:
+    env = {"TLA_KEY_PREFIX": prefix, "TLA_API_CACHE_TTL_S": "0"}
+    env.update({f"TLA_API_{k.upper()}": str(v) for k, v in api.items()})
+    return Settings.load(env=env)
+
+
+@pytest.fixture
+async def client(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> TestClient:
+    return await aiohttp_client(create_app(settings_for(prefix), redis, Metrics()))
+
+
+async def store(redis: Redis, keys: Keys, baseline: Baseline, endpoint: str = "POST /pay") -> BucketRef:
+    ref = BucketRef("checkout", endpoint, bucket_of(NOW_NS, ZONE))
+    await redis.hset(keys.base(ref.id), mapping=baseline.to_hash())
+    return ref
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    out = {"rootServiceName": "checkout", "rootTraceName": "POST /pay",
+           "startTimeUnixNano": str(NOW_NS), "durationMs": 912}
+    out.update(changes)
+    return {k: v for k, v in out.items() if v is not ...}
+
+
+def schema_of(name: str) -> dict[str, Any]:
+    doc = load_openapi()
+    return {**doc["components"]["schemas"][name], "components": doc["components"]}
+
+
+def validate_verdict(reply: dict[str, Any]) -> None:
+    # OpenAPI 3.0 'nullable' is not JSON Schema: check the nullable parts separately.
+    doc = load_openapi()
+    required = doc["components"]["schemas"]["Verdict"]["required"]
+    assert set(required) <= set(reply)
+    jsonschema.validate(reply["bucket"], doc["components"]["schemas"]["Bucket"])
+    for name in ("baseline", "threshold"):
+        if reply[name] is not None:
+            jsonschema.validate(reply[name], {**doc["components"]["schemas"][name.title()],
+                                              "nullable": None})
+
+
+async def test_anomaly_verdict_explains_itself(client: TestClient, redis: Redis, keys: Keys) -> None:
+    await store(redis, keys, Baseline(120, 300, 15, 1000, int(time.time() * 1000)))
+    response = await client.post("/v1/anomaly/check", json=body())
+    assert response.status == 200
+    reply = await response.json()
+    validate_verdict(reply)
+    assert reply["isAnomaly"] is True and reply["status"] == "anomaly"
+    assert reply["threshold"]["valueMs"] == 600 and reply["threshold"]["term"] == "p95_factor"
+    assert reply["baseline"]["count"] == 1000
+    assert reply["bucket"]["service"] == "checkout" and reply["bucket"]["timezone"] == "Asia/Taipei"
+    assert reply["reason"].startswith("912 ms > threshold 600 ms = max(2 x p95 300 ms")
+    assert response.headers["X-Request-ID"]
+
+
+async def test_start_time_may_be_a_number_and_normal_is_normal(
+    client: TestClient, redis: Redis, keys: Keys
+) -> None:
+    await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
+    reply = await (await client.post("/v1/anomaly/check",
+                                     json=body(startTimeUnixNano=NOW_NS, durationMs=150.5))).json()
+    assert (reply["isAnomaly"], reply["status"]) == (False, "normal")
+
+
+async def test_unknown_bucket_and_thin_bucket(client: TestClient, redis: Redis, keys: Keys) -> None:
+    reply = await (await client.post("/v1/anomaly/check", json=body())).json()
+    validate_verdict(reply)
+    assert (reply["isAnomaly"], reply["status"], reply["baseline"]) == (False, "no_baseline", None)
+    await store(redis, keys, Baseline(120, 300, 15, 7, 0))
+    reply = await (await client.post("/v1/anomaly/check", json=body())).json()
+    assert reply["status"] == "insufficient_samples" and "only 7 samples" in reply["reason"]
+
+
+async def test_batch_gives_the_same_verdicts(client: TestClient, redis: Redis, keys: Keys) -> None:
+    await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
+    items = [body(durationMs=d) for d in (100, 912, 601)]
+    batch = await (await client.post("/v1/anomaly/check:batch", json={"traces": items})).json()
+    singles = [await (await client.post("/v1/anomaly/check", json=i)).json() for i in items]
+    strip = lambda v: {k: v[k] for k in ("isAnomaly", "status", "reason", "threshold")}  # noqa: E731
+    assert [strip(v) for v in batch["results"]] == [strip(v) for v in singles]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (body(rootServiceName=...), "rootServiceName"),
+        (body(rootServiceName=5), "rootServiceName"),
+        (body(rootTraceName=""), "rootTraceName"),
+        (body(rootTraceName="x" * 300), "rootTraceName"),
+        (body(startTimeUnixNano="yesterday"), "startTimeUnixNano"),
+        (body(startTimeUnixNano=1.7e18), "startTimeUnixNano"),
+        (body(startTimeUnixNano=True), "startTimeUnixNano"),
+        (body(startTimeUnixNano="1764396000"), "startTimeUnixNano"),
+        (body(durationMs="912"), "durationMs"),
+        (body(durationMs=-1), "durationMs"),
+        (body(durationMs=True), "durationMs"),
+        (body(durationMs=1e300), "durationMs"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_bad_input_is_400_naming_the_field(client: TestClient, payload: Any, field: str) -> None:
+    response = await client.post("/v1/anomaly/check", json=payload)
+    assert response.status == 400
+    reply = await response.json()
+    assert reply["field"] == field and reply["error"]
+
+
+async def test_not_json_and_bad_batches(client: TestClient) -> None:
+    response = await client.post("/v1/anomaly/check", data=b"{nope")
+    assert response.status == 400 and (await response.json())["field"] == "body"
+    response = await client.post("/v1/anomaly/check:batch", json={"traces": []})
+    assert (await response.json())["field"] == "traces"
+    response = await client.post("/v1/anomaly/check:batch",
+                                 json={"traces": [body(), body(durationMs=-5)]})
+    assert (await response.json())["field"] == "traces[1].durationMs"
+
+
+async def test_oversized_body_is_413(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> None:
+    client = await aiohttp_client(create_app(settings_for(prefix, max_body_bytes=1024), redis, Metrics()))
+    response = await client.post("/v1/anomaly/check", data=b"{" + b" " * 5000 + b"}")
+    assert response.status == 413
+    assert "error" in await response.json()
+
+
+async def test_baseline_endpoint(client: TestClient, redis: Redis, keys: Keys) -> None:
+    ref = await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
+    params = {"service": "checkout", "endpoint": "POST /pay", "hour": str(ref.bucket.hour),
+              "dayType": ref.bucket.day_type}
+    reply = await (await client.get("/v1/baseline", params=params)).json()
+    assert reply["baseline"]["p95"] == 300 and reply["threshold"]["valueMs"] == 600
+    assert reply["bucket"]["id"] == ref.id
+    missing = await client.get("/v1/baseline", params={**params, "endpoint": "GET /nothing"})
+    assert missing.status == 404 and (await missing.json())["baseline"] is None
+    for bad, field in (({"hour": "24"}, "hour"), ({"dayType": "holiday"}, "dayType"),
+                       ({"service": ""}, "service")):
+        response = await client.get("/v1/baseline", params={**params, **bad})
+        assert response.status == 400 and (await response.json())["field"] == field
+
+
+async def test_health_ready_metrics_openapi(client: TestClient) -> None:
+    assert (await (await client.get("/healthz")).json()) == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status == 200 and (await ready.json())["redis"] == "ok"
+    await client.post("/v1/anomaly/check", json=body())
+    text = await (await client.get("/metrics")).text()
+    assert 'tla_check_requests_total{status="no_baseline"} 1.0' in text
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.") and "/v1/anomaly/check" in doc["paths"]
+    missing = await client.get("/nope")
+    assert missing.status == 404 and "error" in await missing.json()
+
+
+async def test_redis_down_is_503_never_a_verdict(aiohttp_client: ClientMaker, prefix: str) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    client = await aiohttp_client(create_app(settings_for(prefix), dead, Metrics()))
+    response = await client.post("/v1/anomaly/check", json=body())
+    assert response.status == 503
+    assert "baseline store unavailable" in (await response.json())["error"]
+    assert (await client.get("/readyz")).status == 503
+    assert (await client.get("/healthz")).status == 200
+    await dead.aclose()
+
+
+async def test_bearer_token(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> None:
+    client = await aiohttp_client(create_app(settings_for(prefix, token="s3cret"), redis, Metrics()))
+    assert (await client.post("/v1/anomaly/check", json=body())).status == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await client.get("/metrics", headers=wrong)).status == 401
+    good = {"Authorization": "Bearer s3cret"}
+    assert (await client.post("/v1/anomaly/check", json=body(), headers=good)).status == 200
+    assert (await client.get("/healthz")).status == 200  # health stays open

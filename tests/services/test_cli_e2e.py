@@ -1,0 +1,133 @@
+"""The product as users run it: `tempo-anomaly` processes, signals, the CLI talking to the API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as redis_sync
+
+from tests.conftest import REDIS_URL
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+BIN = [sys.executable, "-m", "services.cli"]
+ROOT = Path(__file__).parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def env(prefix: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    port = free_port()
+    out = {**os.environ, "TLA_KEY_PREFIX": prefix, "TLA_API_PORT": str(port),
+           "TLA_RECOMPUTE_INTERVAL_S": "2", "TLA_API_CACHE_TTL_S": "1",
+           "TLA_STATE_DIR": str(tmp_path / "state"), "TLA_CONFIG": ""}
+    out.pop("TLA_REDIS_URL", None)
+    yield out
+    client = redis_sync.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+def api_up(port: str) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, out
+
+
+def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix: str) -> None:
+    env = {**env, "TLA_REDIS_URL": REDIS_URL}
+    proc = subprocess.Popen([*BIN, "run"], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: api_up(env["TLA_API_PORT"]), 20, "the API")
+        r = redis_sync.Redis.from_url(REDIS_URL)
+        now = time.time_ns()
+        for i in range(80):
+            r.xadd(f"{prefix}traces", {"trace_id": f"{i + 1:x}", "service": "checkout",
+                                       "endpoint": "POST /pay", "start_ns": str(now),
+                                       "duration_ms": str(100 + i % 7)})
+        r.xadd(f"{prefix}traces", {"trace_id": "zz", "service": "checkout"})
+        r.close()
+        check = [*BIN, "check", "--service", "checkout", "--endpoint", "POST /pay",
+                 "--duration-ms", "900", "--start-ns", str(now)]
+
+        def flagged() -> bool:
+            done = subprocess.run(check, env=env, cwd=ROOT, text=True, capture_output=True)
+            return done.stdout.startswith("ANOMALY: 900 ms > threshold")
+
+        wait_for(flagged, 20, "a baseline that flags 900 ms")
+        base = subprocess.run([*BIN, "baseline", "--service", "checkout", "--endpoint", "POST /pay"],
+                              env=env, cwd=ROOT, text=True, capture_output=True)
+        assert "n=80" in base.stdout, base.stdout + base.stderr
+        inspect = subprocess.run([*BIN, "inspect"], env=env, cwd=ROOT, text=True,
+                                 capture_output=True)
+        assert "1 dead letters" in inspect.stdout and "trace_id" in inspect.stdout
+    finally:
+        code, out = stop(proc)
+    assert code == 0, out
+    assert "event=shutdown signal=SIGTERM" in out and "Traceback" not in out
+    r = redis_sync.Redis.from_url(REDIS_URL)
+    assert r.xpending(f"{prefix}traces", "ingest")["pending"] == 0
+    assert r.xinfo_groups(f"{prefix}traces")[0]["consumers"] == 0
+    r.close()
+
+
+def test_stage_commands_need_a_redis_url(env: dict[str, str]) -> None:
+    done = subprocess.run([*BIN, "ingest"], env=env, cwd=ROOT, text=True, capture_output=True)
+    assert done.returncode == 2 and "set TLA_REDIS_URL" in done.stderr
+
+
+def test_bad_setting_exits_2_with_the_variable_name(env: dict[str, str]) -> None:
+    done = subprocess.run([*BIN, "run"], env={**env, "TLA_RULE_K": "x"}, cwd=ROOT, text=True,
+                          capture_output=True)
+    assert done.returncode == 2 and "TLA_RULE_K" in done.stderr
+
+
+def test_demo_on_the_embedded_store_shows_anomalies(env: dict[str, str]) -> None:
+    proc = subprocess.Popen([*BIN, "demo"], env=env, cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if line.startswith("ANOMALY"):
+                break
+    finally:
+        code, rest = stop(proc)
+    flagged = [line for line in lines if line.startswith("ANOMALY")]
+    assert flagged, "".join(lines)
+    assert " > threshold " in flagged[0] and "n=" in flagged[0]
+    assert code == 0

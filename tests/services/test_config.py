@@ -1,0 +1,79 @@
+"""Settings: defaults, YAML, environment overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from services.config import Settings
+
+EXAMPLE = Path(__file__).parents[2] / "compose" / "tempo-anomaly.example.yaml"
+
+
+def test_defaults_are_the_seed_defaults() -> None:
+    s = Settings.load(env={})
+    assert (s.rule.factor, s.rule.k, s.rule.min_samples, s.rule.window_size) == (2.0, 10, 50, 1000)
+    assert (s.tempo.interval_s, s.tempo.lookback_s, s.recompute.interval_s) == (15, 120, 30)
+    assert (s.timezone, s.key_prefix, s.redis.url, s.tempo.url) == ("Asia/Taipei", "tla:", None, None)
+    assert (s.api.host, s.api.port, s.api.token) == ("127.0.0.1", 8080, None)
+
+
+def test_the_example_file_loads_and_equals_the_defaults() -> None:
+    assert Settings.load(EXAMPLE, env={}) == Settings.load(env={})
+
+
+def test_env_overrides_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("rule:\n  k: 5\n  factor: 3\napi:\n  port: 9000\ntimezone: UTC\n")
+    s = Settings.load(path, env={"TLA_RULE_K": "7", "TLA_REDIS_URL": "redis://x:6379/2",
+                                 "TLA_KEY_PREFIX": "prod:", "TLA_TEMPO_VERIFY_TLS": "false"})
+    assert (s.rule.k, s.rule.factor, s.api.port, s.timezone) == (7, 3, 9000, "UTC")
+    assert (s.redis.url, s.key_prefix, s.tempo.verify_tls) == ("redis://x:6379/2", "prod:", False)
+    assert Settings.load(env={"TLA_CONFIG": str(path)}).api.port == 9000
+
+
+def test_derived_params_follow_the_settings() -> None:
+    s = Settings.load(env={"TLA_RULE_WINDOW_SIZE": "200", "TLA_RECOMPUTE_INTERVAL_S": "10"})
+    assert s.ingest_params().window_size == 200 and s.ingest_params().window_s == 10
+    assert s.recompute_params().window_s == 10
+    assert s.api_url() == "http://127.0.0.1:8080"
+
+
+@pytest.mark.parametrize(
+    ("env", "words"),
+    [
+        ({"TLA_RULE_K": "ten"}, "TLA_RULE_K must be float"),
+        ({"TLA_RULE_MIN_SAMPLES": "0"}, "TLA_RULE_MIN_SAMPLES must be > 0"),
+        ({"TLA_TIMEZONE": "Mars/Base"}, "unknown time zone"),
+        ({"TLA_KEY_PREFIX": "{x}"}, "hash tag"),
+        ({"TLA_API_PORT": "70000"}, "TLA_API_PORT"),
+        ({"TLA_REDIS_URL": "localhost:6379"}, "redis://"),
+        ({"TLA_TEMPO_URL": "tempo:3200"}, "http://"),
+        ({"TLA_TEMPO_USER": "123"}, "TLA_TEMPO_PASSWORD"),
+        ({"TLA_LOG_FORMAT": "xml"}, "TLA_LOG_FORMAT"),
+        ({"TLA_INGEST_BATCH_SIZE": "5000"}, "2000"),
+        ({"TLA_TEMPO_VERIFY_TLS": "maybe"}, "TLA_TEMPO_VERIFY_TLS must be bool"),
+    ],
+)
+def test_bad_values_say_what_to_fix(env: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        Settings.load(env=env)
+
+
+def test_yaml_typos_and_bad_files_are_errors(tmp_path: Path) -> None:
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("rule:\n  factr: 3\n")
+    with pytest.raises(ConfigError, match="factr"):
+        Settings.load(typo, env={})
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("rule: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        Settings.load(broken, env={})
+    with pytest.raises(ConfigError, match="cannot read"):
+        Settings.load(tmp_path / "missing.yaml", env={})
+
+
+def test_empty_env_value_unsets_an_optional_setting() -> None:
+    assert Settings.load(env={"TLA_REDIS_URL": ""}).redis.url is None
