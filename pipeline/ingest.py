@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
@@ -32,6 +33,8 @@ INGEST_LUA = (Path(__file__).parent / "ingest.lua").read_text()
 # Dead-lettered values longer than this are clipped: the reason matters, not 1 MB of junk.
 DEAD_VALUE_BYTES = 1024
 DEAD_MAX_FIELDS = 32
+# A service at its endpoint cap logs once per this many seconds, not once per event.
+CAP_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,12 @@ class IngestParams:
     claim_idle_ms: int = 60_000
     claim_every_s: float = 10.0
     max_deliveries: int = 5
-    trim_every_s: float = 10.0
+    trim_every_s: float = 10.0  # also how often group lag is measured
+    # Endpoints one service may track (0: no cap). Names with IDs in them would otherwise
+    # create buckets without bound; idle endpoints free their slot after bucket_ttl_s.
+    max_endpoints_per_service: int = 2000
+    # A group this many entries behind (undelivered + pending) gets a loud log line.
+    lag_alert_entries: int = 100_000
     dead_maxlen: int = 100_000
     anomalies_maxlen: int = 10_000
 
@@ -57,6 +65,7 @@ class BatchResult:
     invalid: int = 0
     marked: int = 0
     anomalies: int = 0
+    capped: int = 0
 
 
 class Ingestor:
@@ -81,6 +90,7 @@ class Ingestor:
         self.metrics = metrics
         self.consumer = consumer
         self._script = redis.register_script(INGEST_LUA)
+        self._cap_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight always completes and is acked."""
@@ -99,6 +109,7 @@ class Ingestor:
                     next_claim = now + self.params.claim_every_s
                 if now >= next_trim:
                     await streams.safe_trim(self.redis, self.keys.traces)
+                    await self.watch_lag()
                     next_trim = now + self.params.trim_every_s
                 entries = await streams.read_new(
                     self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
@@ -154,6 +165,21 @@ class Ingestor:
         await self.handle([e for e in claimed.entries if e[0] not in poisoned])
         return len(claimed.entries)
 
+    async def watch_lag(self) -> None:
+        """Export each group's lag on the streams ingest feeds; shout past the threshold."""
+        for stream in (self.keys.traces, self.keys.dirty):
+            for lag in await streams.group_lags(self.redis, stream):
+                self.metrics.group_lag.labels(stream, lag.group).set(lag.undelivered)
+                self.metrics.group_pending.labels(stream, lag.group).set(lag.pending)
+                if lag.behind >= self.params.lag_alert_entries:
+                    log.error(
+                        "event=group_lagging stream=%s group=%s undelivered=%d pending=%d "
+                        "threshold=%d action=\"scale consumers or fix the stalled group; the "
+                        "stream is kept (not trimmed) until it catches up, so memory grows\"",
+                        stream, lag.group, lag.undelivered, lag.pending,
+                        self.params.lag_alert_entries,
+                    )
+
     async def handle(self, entries: list[streams.Entry]) -> BatchResult:
         """Validate, dead-letter the bad, apply the good atomically; acks every entry."""
         started = time.perf_counter()
@@ -169,12 +195,40 @@ class Ingestor:
             valid.append((entry_id, event, BucketRef(event.service, event.endpoint, bucket)))
         if invalid:
             await self.dead_letter(invalid)
-        result = await self.apply(valid) if valid else BatchResult()
+        result, rejected = await self._apply_or_isolate(valid) if valid else (BatchResult(), [])
+        if rejected:
+            raw = dict(entries)
+            await self.dead_letter([(i, raw[i], reason) for i, reason in rejected])
         result = BatchResult(
-            result.new, result.duplicate, len(invalid), result.marked, result.anomalies
+            result.new, result.duplicate, len(invalid), result.marked, result.anomalies,
+            result.capped,
         )
         self._record(result, len(entries), time.perf_counter() - started)
         return result
+
+    async def _apply_or_isolate(
+        self, valid: list[tuple[bytes, TraceEvent, BucketRef]]
+    ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
+        """Apply the batch; if Redis rejects it, apply entry by entry so only the culprit
+        is dead-lettered (the script fails before its first write, so retrying is safe)."""
+        try:
+            return await self.apply(valid)
+        except ResponseError as e:
+            if streams.is_nogroup(e) or isinstance(e, NoScriptError) or len(valid) == 1:
+                raise
+            log.warning("event=batch_failed size=%d error=%r action=isolate", len(valid), str(e))
+        total, rejected = BatchResult(), []
+        for item in valid:
+            try:
+                one, capped = await self.apply([item])
+            except ResponseError as e:
+                if streams.is_nogroup(e) or isinstance(e, NoScriptError):
+                    raise
+                rejected.append((item[0], f"processing failed: {e}"))
+                continue
+            rejected += capped
+            total = _add(total, one)
+        return total, rejected
 
     def _record(self, result: BatchResult, size: int, seconds: float) -> None:
         m = self.metrics
@@ -183,33 +237,63 @@ class Ingestor:
         m.ingest_events.labels("invalid").inc(result.invalid)
         m.dirty_marks.inc(result.marked)
         m.anomalies.inc(result.anomalies)
+        m.endpoint_capped.inc(result.capped)
         m.ingest_batch_size.observe(size)
         m.ingest_batch_seconds.observe(seconds)
 
-    async def apply(self, valid: list[tuple[bytes, TraceEvent, BucketRef]]) -> BatchResult:
-        groups: dict[str, list[tuple[TraceEvent, BucketRef]]] = {}
-        for _id, event, ref in valid:
-            groups.setdefault(ref.id, []).append((event, ref))
+    async def apply(
+        self, valid: list[tuple[bytes, TraceEvent, BucketRef]]
+    ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
+        """One Lua call for the batch. Returns the counts and the entries it left unacked
+        because their service is at its endpoint cap, each with the reason."""
+        groups: dict[str, list[tuple[bytes, TraceEvent, BucketRef]]] = {}
+        for item in valid:
+            groups.setdefault(item[2].id, []).append(item)
         baselines = await self.baselines.get_many(groups)
         p = self.params
-        ids = [entry_id for entry_id, _e, _r in valid]
         keys = [self.keys.traces, self.keys.dirty, self.keys.anomalies]
         seen_keys: list[str] = []
         args: list[str | bytes | int] = [
             INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
-            p.anomalies_maxlen, len(groups), len(ids), *ids,
+            p.anomalies_maxlen, len(groups), p.max_endpoints_per_service,
         ]
-        for bucket_id, events in groups.items():
-            keys += [self.keys.dur(bucket_id), self.keys.mark(bucket_id)]
-            args += [bucket_id, len(events)]
-            for event, ref in events:
+        for bucket_id, items in groups.items():
+            ref0 = items[0][2]
+            keys += [self.keys.dur(bucket_id), self.keys.mark(bucket_id),
+                     self.keys.endpoints(ref0.service)]
+            args += [bucket_id, ref0.endpoint, len(items)]
+            for entry_id, event, ref in items:
                 seen_keys.append(self.keys.seen(ref.tag, event.trace_id))
                 verdict = evaluate(event.duration_ms, ref, baselines[bucket_id], self.rule,
                                    self.tz_name)
                 fields = anomaly_fields(event, verdict) if verdict.is_anomaly else []
-                args += [event.duration_us, len(fields), *fields]
-        new, dup, marked, flagged = await self._script(keys=keys + seen_keys, args=args)
-        return BatchResult(int(new), int(dup), 0, int(marked), int(flagged))
+                args += [entry_id, event.duration_us, len(fields), *fields]
+        new, dup, marked, flagged, *capped = await self._script(keys=keys + seen_keys, args=args)
+        buckets = list(groups.values())
+        rejected = [
+            (entry_id, self._cap_reason(ref))
+            for b in capped for entry_id, _e, ref in buckets[int(b) - 1]
+        ]
+        result = BatchResult(int(new), int(dup), 0, int(marked), int(flagged), len(rejected))
+        return result, rejected
+
+    def _cap_reason(self, ref: BucketRef) -> str:
+        cap = self.params.max_endpoints_per_service
+        now = time.monotonic()
+        if now - self._cap_logged.get(ref.service, -CAP_LOG_EVERY_S) >= CAP_LOG_EVERY_S:
+            if len(self._cap_logged) > 10_000:
+                self._cap_logged.clear()
+            self._cap_logged[ref.service] = now
+            log.error(
+                "event=endpoint_cap_reached service=%r cap=%d endpoint=%r action=\"new "
+                "endpoints of this service are dead-lettered; report route templates, not raw "
+                "URLs, or raise TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE\"",
+                ref.service, cap, ref.endpoint[:100],
+            )
+        return (
+            f"endpoint: service {ref.service[:128]!r} already tracks {cap} endpoints "
+            "(TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE); is the endpoint name a raw URL with IDs?"
+        )
 
     async def dead_letter(self, bad: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -225,6 +309,11 @@ class Ingestor:
             pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
             await pipe.execute()
         self.metrics.ingest_events.labels("dead_lettered").inc(len(bad))
+
+
+def _add(a: BatchResult, b: BatchResult) -> BatchResult:
+    return BatchResult(a.new + b.new, a.duplicate + b.duplicate, a.invalid + b.invalid,
+                       a.marked + b.marked, a.anomalies + b.anomalies, a.capped + b.capped)
 
 
 def clip_fields(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:

@@ -88,6 +88,10 @@ class Keys:
         """STRING: the last recompute window in which the bucket was marked dirty."""
         return f"{self.prefix}mark:{bucket_id}"
 
+    def endpoints(self, service: str) -> str:
+        """ZSET endpoint -> last seen (unix s): the endpoints a service tracks, for its cap."""
+        return f"{self.prefix}endpoints:{{{escape(service)}}}"
+
     def seen(self, tag: str, trace_id: str) -> str:
         """STRING with TTL: this trace was already counted (dedup)."""
         return f"{self.prefix}seen:{tag}:{trace_id}"

@@ -11,6 +11,9 @@ from redis.exceptions import ResponseError
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+# When Redis cannot tell a group's lag (before 7.0, or after deletions it cannot account
+# for), count undelivered entries by reading at most this many IDs.
+LAG_SCAN_MAX = 10_000
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -54,9 +57,20 @@ async def read_new(
 async def read_own_pending(
     redis: Redis, stream: str, group: str, consumer: str, count: int
 ) -> list[Entry]:
-    """Entries delivered to this consumer name earlier and never acked (a restart)."""
+    """Entries delivered to this consumer name earlier and never acked (a restart).
+
+    Pending entries whose data was trimmed or deleted have nothing to redo: they are acked
+    here, or they would stay pending forever and hide the live ones behind them.
+    """
     reply = await redis.xreadgroup(group, consumer, {stream: "0"}, count=count)
-    return [(i, f) for i, f in _entries_of(reply) if f]
+    entries = _entries_of(reply)
+    gone = [i for i, f in entries if not f]
+    if gone:
+        await redis.xack(stream, group, *gone)
+        log.warning("event=pending_entries_deleted stream=%s count=%d", stream, len(gone))
+        if len(gone) == len(entries):
+            return await read_own_pending(redis, stream, group, consumer, count)
+    return [(i, f) for i, f in entries if f]
 
 
 def _entries_of(reply: object) -> list[Entry]:
@@ -89,6 +103,37 @@ async def autoclaim(
         )
         deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
     return Claimed(entries, deleted, deliveries)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLag:
+    group: str
+    undelivered: int  # entries not yet delivered to any consumer of the group
+    pending: int  # delivered, not yet acknowledged
+
+    @property
+    def behind(self) -> int:
+        return self.undelivered + self.pending
+
+
+async def group_lags(redis: Redis, stream: str) -> list[GroupLag]:
+    """How far behind each group of `stream` is; an absent stream has no groups."""
+    try:
+        groups = await redis.xinfo_groups(stream)
+    except ResponseError as e:
+        if "no such key" in str(e).lower():
+            return []
+        raise
+    out = []
+    for g in groups:
+        name = g["name"].decode() if isinstance(g["name"], bytes) else str(g["name"])
+        lag = g.get("lag")
+        if lag is None:
+            last = g["last-delivered-id"]
+            last = last.decode() if isinstance(last, bytes) else str(last)
+            lag = len(await redis.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_MAX))
+        out.append(GroupLag(name, int(lag), int(g["pending"])))
+    return out
 
 
 async def safe_trim(redis: Redis, stream: str) -> int:

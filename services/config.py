@@ -74,11 +74,18 @@ class IngestSettings:
     claim_idle_s: float = 60.0
     max_deliveries: int = 5
     consumer: str | None = None  # default: <hostname>-<pid>
+    # Endpoints one service may track (0: no cap); past it new endpoints are dead-lettered.
+    max_endpoints_per_service: int = 2000
+    # A consumer group this many entries behind (undelivered + pending) is logged loudly.
+    lag_alert_entries: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class RecomputeSettings:
     interval_s: int = 30
+    # Marks a dead agent left pending are taken over after this long; unset: 2 windows + 15 s
+    # (a live agent holds the open window's marks up to one window).
+    claim_idle_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +145,18 @@ class Settings:
             bucket_ttl_s=i.bucket_ttl_s, window_size=self.rule.window_size,
             window_s=self.recompute.interval_s, claim_idle_ms=int(i.claim_idle_s * 1000),
             max_deliveries=i.max_deliveries,
+            # Look for orphans about twice per idle period, at least every 10 s.
+            claim_every_s=min(10.0, max(0.5, i.claim_idle_s / 2)),
+            max_endpoints_per_service=i.max_endpoints_per_service,
+            lag_alert_entries=i.lag_alert_entries,
         )
 
     def recompute_params(self) -> RecomputeParams:
         w = self.recompute.interval_s
+        idle_s = self.recompute.claim_idle_s
+        idle_ms = int(idle_s * 1000) if idle_s is not None else (2 * w + 15) * 1000
         return RecomputeParams(window_s=w, bucket_ttl_s=self.ingest.bucket_ttl_s,
-                               claim_idle_ms=(2 * w + 15) * 1000)
+                               claim_idle_ms=idle_ms)
 
     def api_url(self) -> str:
         host = "127.0.0.1" if self.api.host in ("0.0.0.0", "::", "") else self.api.host
@@ -242,10 +255,19 @@ def validate(s: Settings) -> None:
         ("TLA_INGEST_DEDUP_TTL_S", s.ingest.dedup_ttl_s),
         ("TLA_INGEST_BUCKET_TTL_S", s.ingest.bucket_ttl_s),
         ("TLA_INGEST_MAX_DELIVERIES", s.ingest.max_deliveries),
+        ("TLA_INGEST_CLAIM_IDLE_S", s.ingest.claim_idle_s),
+        ("TLA_INGEST_LAG_ALERT_ENTRIES", s.ingest.lag_alert_entries),
         ("TLA_RECOMPUTE_INTERVAL_S", s.recompute.interval_s),
         ("TLA_API_MAX_BODY_BYTES", s.api.max_body_bytes),
     ):
         _positive(label, value)
+    _positive("TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE", s.ingest.max_endpoints_per_service,
+              strict=False)
+    if s.recompute.claim_idle_s is not None and s.recompute.claim_idle_s <= s.recompute.interval_s:
+        raise ConfigError(
+            "TLA_RECOMPUTE_CLAIM_IDLE_S must exceed TLA_RECOMPUTE_INTERVAL_S: a live agent "
+            "holds the open window's marks that long"
+        )
     for label, value in (("TLA_RULE_K", s.rule.k), ("TLA_RULE_FLOOR_MS", s.rule.floor_ms),
                          ("TLA_API_CACHE_TTL_S", s.api.cache_ttl_s)):
         _positive(label, value, strict=False)
