@@ -99,6 +99,16 @@ class ApiSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    # 0: no listener. Roles other than `api` expose /metrics and /healthz here (the image
+    # sets 9464, the port registered for Prometheus exporters of this kind).
+    port: int = 0
+    host: str = "127.0.0.1"
+    # How often the api process reads XINFO/XPENDING/XLEN into gauges; 0 turns it off.
+    observe_interval_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "INFO"
     format: str = "kv"  # kv | json
@@ -116,6 +126,7 @@ class Settings:
     recompute: RecomputeSettings = field(default_factory=RecomputeSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -277,6 +288,9 @@ def validate(s: Settings) -> None:
         raise ConfigError("TLA_INGEST_BATCH_SIZE must be <= 2000 (one Lua call holds the batch)")
     if not 0 < s.api.port < 65536:
         raise ConfigError(f"TLA_API_PORT must be 1-65535, got {s.api.port}")
+    if not 0 <= s.metrics.port < 65536:
+        raise ConfigError(f"TLA_METRICS_PORT must be 0 (off) or 1-65535, got {s.metrics.port}")
+    _positive("TLA_METRICS_OBSERVE_INTERVAL_S", s.metrics.observe_interval_s, strict=False)
     if s.api.cache_ttl_s > s.recompute.interval_s:
         raise ConfigError("TLA_API_CACHE_TTL_S must not exceed TLA_RECOMPUTE_INTERVAL_S")
     if s.log.format not in ("kv", "json"):

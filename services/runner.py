@@ -101,6 +101,11 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
         ).run
     if "api" in roles:
         stages["api"] = lambda stop: serve_api(rt, stop)
+    if "api" in roles or s.metrics.port:
+        from services.observer import MetricsStage
+
+        observe = "api" in roles  # stream gauges come from the api process only
+        stages["metrics"] = MetricsStage(s, rt.redis, rt.metrics, rt.health, observe).run
     return stages
 
 

@@ -1,0 +1,246 @@
+"""The observer: Redis-side state (stream lengths, group lag and pending, dead letters,
+baseline freshness, anomalies by service) as gauges, and a /metrics listener for roles
+without the API.
+
+Counters in each stage say what that process did; only Redis knows what is still
+waiting. The observer asks it every `observe_interval_s` with a handful of cheap calls
+(XLEN, XINFO GROUPS, XPENDING summary, XINFO STREAM, a short XREVRANGE/XRANGE) and never
+scans the keyspace, whose size grows with the dedup keys. It runs in the api process
+(and `run`); API replicas all report the same numbers, so dashboards use `max by (...)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from pipeline.errors import ConfigError
+from pipeline.keys import Keys
+from pipeline.metrics import Metrics
+from services.config import Settings
+from services.health import Health
+
+log = logging.getLogger(__name__)
+
+# Baseline freshness is read from the buckets named by the newest dirty marks: those are
+# the ones recompute must have refreshed most recently. 50 covers a busy window's tail.
+RECENT_DIRTY = 50
+# Anomalies are counted from the stream in pages; past this many per observation the
+# rest waits for the next one (the stream is trimmed at 10,000, so a backlog is bounded).
+ANOMALY_PAGE = 1000
+ANOMALY_PAGES = 10
+# Label cardinality bound: the first MAX_SERVICES service names get their own series.
+MAX_SERVICES = 50
+OTHER_SERVICE = "other"
+READY_TIMEOUT_S = 1.0
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def id_seconds(entry_id: bytes | str) -> float:
+    """The Unix time (seconds) encoded in a stream entry id `<ms>-<seq>`."""
+    return int(_text(entry_id).partition("-")[0]) / 1000
+
+
+class Observer:
+    """Reads the deployment's streams once per `observe()` and sets the gauges."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, metrics: Metrics, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.metrics = metrics
+        self.clock = clock
+        self.streams = {"traces": keys.traces, "dirty": keys.dirty, "anomalies": keys.anomalies}
+        self._groups: set[tuple[str, str]] = set()  # label pairs set last time
+        self._newest_baseline_ms = 0
+        self._anomalies_after: str | None = None  # last anomalies id counted
+        self._services: set[str] = set()
+
+    async def observe(self) -> None:
+        started = time.perf_counter()
+        seen: set[tuple[str, str]] = set()
+        for name, stream in self.streams.items():
+            await self._stream(name, stream, seen)
+        for name, group in self._groups - seen:  # groups deleted since the last look
+            for gauge in self._group_gauges():
+                gauge.remove(name, group)
+        self._groups = seen
+        await self._dead_letters()
+        await self._baseline_age()
+        await self._anomalies()
+        self.metrics.observe_seconds.set(time.perf_counter() - started)
+        self.metrics.observe_last.set(self.clock())
+
+    def _group_gauges(self) -> tuple:  # type: ignore[type-arg]
+        m = self.metrics
+        return (m.group_lag, m.group_pending, m.group_oldest_pending_age, m.group_consumers)
+
+    async def _groups_of(self, stream: str) -> list[dict]:  # type: ignore[type-arg]
+        try:
+            return list(await self.redis.xinfo_groups(stream))
+        except ResponseError as e:
+            if "no such key" in str(e).lower():
+                return []
+            raise
+
+    async def _stream(self, name: str, stream: str, seen: set[tuple[str, str]]) -> None:
+        m = self.metrics
+        m.stream_length.labels(name).set(await self.redis.xlen(stream))
+        for g in await self._groups_of(stream):
+            group = _text(g["name"])
+            seen.add((name, group))
+            lag = g.get("lag")  # absent before Redis 7; None when Redis cannot tell
+            m.group_lag.labels(name, group).set(math.nan if lag is None else int(lag))
+            m.group_consumers.labels(name, group).set(int(g["consumers"]))
+            pending = int(g["pending"])
+            m.group_pending.labels(name, group).set(pending)
+            age = 0.0
+            if pending:
+                summary = await self.redis.xpending(stream, group)
+                if summary.get("min"):
+                    age = max(0.0, self.clock() - id_seconds(summary["min"]))
+            m.group_oldest_pending_age.labels(name, group).set(age)
+
+    async def _dead_letters(self) -> None:
+        m = self.metrics
+        m.dead_letters.set(await self.redis.xlen(self.keys.dead))
+        try:
+            info = await self.redis.xinfo_stream(self.keys.dead)
+        except ResponseError as e:
+            if "no such key" not in str(e).lower():
+                raise
+            m.dead_letter_last.set(0)
+            return
+        last = info.get("last-generated-id")
+        m.dead_letter_last.set(id_seconds(last) if last and info["length"] else 0)
+
+    async def _baseline_age(self) -> None:
+        """Seconds since the newest baseline write known to this observer."""
+        recent = await self.redis.xrevrange(self.keys.dirty, count=RECENT_DIRTY)
+        buckets = {_text(f[b"bucket"]) for _id, f in recent if b"bucket" in f}
+        if buckets:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for bucket_id in buckets:
+                    pipe.hget(self.keys.base(bucket_id), "updated_ms")
+                written = [int(v) for v in await pipe.execute() if v is not None]
+            self._newest_baseline_ms = max([self._newest_baseline_ms, *written])
+        age = self.clock() - self._newest_baseline_ms / 1000
+        self.metrics.baseline_newest_age.set(age if self._newest_baseline_ms else math.nan)
+
+    async def _anomalies(self) -> None:
+        stream = self.keys.anomalies
+        if self._anomalies_after is None:  # count from now on, like any counter
+            newest = await self.redis.xrevrange(stream, count=1)
+            self._anomalies_after = _text(newest[0][0]) if newest else "0-0"
+            return
+        for _ in range(ANOMALY_PAGES):
+            page = await self.redis.xrange(stream, min=f"({self._anomalies_after}",
+                                           count=ANOMALY_PAGE)
+            for entry_id, fields in page:
+                self._count_anomaly(_text(fields.get(b"service", b"")))
+                self._anomalies_after = _text(entry_id)
+            if len(page) < ANOMALY_PAGE:
+                break
+
+    def _count_anomaly(self, service: str) -> None:
+        if service not in self._services and len(self._services) >= MAX_SERVICES:
+            service = OTHER_SERVICE
+        self._services.add(service)
+        self.metrics.anomalies_by_service.labels(service).inc()
+
+    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
+        """Observe every `interval_s` until `stop`; Redis trouble is counted, never fatal."""
+        while not stop.is_set():
+            try:
+                await self.observe()
+            except (RedisError, OSError) as e:
+                self.metrics.redis_errors.labels("observer").inc()
+                log.warning("event=observe_failed error=%r", f"{e.__class__.__name__}: {e}")
+            try:
+                await asyncio.wait_for(stop.wait(), interval_s)
+            except TimeoutError:
+                pass
+
+
+def listener_app(redis: Redis, metrics: Metrics, health: Health) -> web.Application:
+    """/metrics, /healthz (process alive) and /readyz (Redis answers, no stage broken)."""
+
+    async def metrics_handler(request: web.Request) -> web.Response:
+        payload = generate_latest(metrics.registry)
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        try:
+            redis_ok = bool(await asyncio.wait_for(redis.ping(), READY_TIMEOUT_S))
+        except (RedisError, OSError, TimeoutError):
+            redis_ok = False
+        ready = redis_ok and not health.broken()
+        body = {"status": "ready" if ready else "not ready",
+                "redis": "ok" if redis_ok else "unavailable", "stages": health.stages}
+        return web.json_response(body, status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+@asynccontextmanager
+async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as e:
+            raise ConfigError(
+                f"metrics listener cannot listen on {host}:{port}: {e.strerror}; "
+                "set TLA_METRICS_PORT (0 turns it off)"
+            ) from e
+        log.info("event=metrics_listening url=http://%s:%d/metrics", host, port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+class MetricsStage:
+    """The `metrics` stage: the listener (when TLA_METRICS_PORT is set) and the observer."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, metrics: Metrics, health: Health, observe: bool
+    ) -> None:
+        self.settings = settings.metrics
+        self.app = listener_app(redis, metrics, health)
+        interval_s = self.settings.observe_interval_s
+        self.interval_s = interval_s if observe else 0.0
+        self.observer = Observer(redis, settings.keys(), metrics)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.settings.port:
+            async with listening(self.app, self.settings.host, self.settings.port):
+                await self._observe_or_wait(stop)
+        else:
+            await self._observe_or_wait(stop)
+
+    async def _observe_or_wait(self, stop: asyncio.Event) -> None:
+        if self.interval_s > 0:
+            await self.observer.run(stop, self.interval_s)
+        else:
+            await stop.wait()

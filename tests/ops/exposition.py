@@ -1,0 +1,29 @@
+"""Helpers over Prometheus text expositions: which sample names a registry can produce."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.metrics import Metrics
+
+# The sample names each metric type exposes, from its family name.
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("", "_count", "_sum", "_created"),
+    "gauge": ("",),
+}
+
+
+def sample_names(text: str) -> set[str]:
+    """Every series name the exposition declares, even families with no child yet."""
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + s for s in SUFFIXES.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
+def full_exposition() -> str:
+    return generate_latest(Metrics().registry).decode()
