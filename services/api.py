@@ -87,6 +87,8 @@ async def errors_middleware(
         response = error(503, "baseline store unavailable: Redis did not answer; retry later")
     except web.HTTPException as e:
         response = error(e.status, e.reason)
+        if "Allow" in e.headers:  # 405 must list the methods (RFC 9110)
+            response.headers["Allow"] = e.headers["Allow"]
     except Exception:
         log.exception("event=unhandled_error request_id=%s path=%s", request_id, request.path)
         response = error(500, "internal error", requestId=request_id)
@@ -160,6 +162,8 @@ def check_of(body: Any, zone: ZoneInfo) -> tuple[BucketRef, float]:
     endpoint = _string(body, "rootTraceName", MAX_ENDPOINT_CHARS)
     start_ns = _start_ns(body)
     duration_ms = _duration_ms(body)
+    if not isinstance(body.get("traceId", ""), str):
+        raise InvalidEvent("traceId", "must be a string when given")
     return BucketRef(service, endpoint, bucket_of(start_ns, zone)), duration_ms
 
 

@@ -1,0 +1,84 @@
+"""Promise 8: over-long names are rejected clearly; a per-service endpoint cap bounds cardinality."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from pipeline.keys import INGEST_GROUP, MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
+from pipeline.metrics import Metrics
+from tests.reliability.conftest import BASE_NS, Truth, drain, make_ingestor, report
+
+CAP = 20
+IDS = 100  # "GET /users/<id>": one endpoint per request
+
+
+async def test_names_over_the_limit_are_dead_lettered_with_the_limit(
+    aredis: Redis, truth: Truth
+) -> None:
+    keys = truth.keys
+    ok_service = "s" * MAX_SERVICE_CHARS
+    ok_endpoint = "e" * MAX_ENDPOINT_CHARS
+    await aredis.xadd(keys.traces, truth.make(ok_service, ok_endpoint, BASE_NS))
+    long_service = truth.make("s" * (MAX_SERVICE_CHARS + 1), "GET /", BASE_NS)
+    long_endpoint = truth.make("svc", "e" * (MAX_ENDPOINT_CHARS + 1), BASE_NS)
+    for fields in (long_service, long_endpoint):
+        truth.sent.pop(fields["trace_id"])
+        await aredis.xadd(keys.traces, fields)
+    await drain(make_ingestor(aredis, keys.prefix))
+    errors = sorted(f[b"error"].decode() for _i, f in await aredis.xrange(keys.dead))
+    assert errors == [
+        f"endpoint: is {MAX_ENDPOINT_CHARS + 1} characters, the limit is {MAX_ENDPOINT_CHARS}",
+        f"service: is {MAX_SERVICE_CHARS + 1} characters, the limit is {MAX_SERVICE_CHARS}",
+    ]
+    assert sum(sum(c.values()) for c in truth.counted(_sync(aredis)).values()) == 1
+
+
+def _sync(aredis: Redis):  # the Truth helper reads with a synchronous client
+    import redis as sync_redis
+
+    kw = aredis.connection_pool.connection_kwargs
+    return sync_redis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
+
+
+async def test_endpoint_cap_bounds_cardinality_with_metric_and_log(
+    aredis: Redis, truth: Truth, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = truth.keys
+    metrics = Metrics()
+    ingestor = make_ingestor(aredis, keys.prefix, metrics=metrics,
+                             ingest_max_endpoints_per_service=CAP)
+    for i in range(IDS):
+        await aredis.xadd(keys.traces, truth.make("users", f"GET /users/{i}", BASE_NS + i))
+    for i in range(5):  # another service is not affected
+        await aredis.xadd(keys.traces, truth.make("cart", f"GET /c{i}", BASE_NS + i))
+    with caplog.at_level(logging.ERROR, logger="pipeline.ingest"):
+        await drain(ingestor)
+    tracked = await aredis.zcard(keys.endpoints("users"))
+    dead = await aredis.xrange(keys.dead)
+    capped = metrics.registry.get_sample_value("tla_ingest_endpoint_cap_rejected_total")
+    shouts = [r for r in caplog.records if "event=endpoint_cap_reached" in r.getMessage()]
+    assert tracked == CAP
+    assert len(dead) == IDS - CAP and capped == IDS - CAP
+    assert all(b"TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE" in f[b"error"] for _i, f in dead)
+    assert len(shouts) == 1  # rate-limited: once per service per minute
+    assert (await aredis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+    dur_keys = [k async for k in aredis.scan_iter(match=f"{keys.prefix}dur:*", count=1000)]
+    assert len(dur_keys) == CAP + 5
+
+    # A tracked endpoint keeps counting at the cap; an endpoint idle past the bucket TTL
+    # frees its slot for a new one.
+    await aredis.xadd(keys.traces, truth.make("users", "GET /users/0", BASE_NS + 7))
+    stale = time.time() - 15 * 86400
+    await aredis.zadd(keys.endpoints("users"), {"GET /users/1": stale})
+    await aredis.xadd(keys.traces, truth.make("users", "GET /users/new", BASE_NS + 8))
+    await drain(ingestor)
+    assert len(await aredis.xrange(keys.dead)) == IDS - CAP
+    members = {m.decode() for m in await aredis.zrange(keys.endpoints("users"), 0, -1)}
+    assert "GET /users/new" in members and "GET /users/1" not in members
+    report("input_bounds", endpoints_sent=IDS, cap=CAP, tracked=tracked,
+           dead_lettered=len(dead), cap_metric=int(capped or 0), cap_log_lines=len(shouts),
+           other_service_counted=5)
