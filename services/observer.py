@@ -17,9 +17,10 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -84,11 +85,11 @@ class Observer:
         self.metrics.observe_seconds.set(time.perf_counter() - started)
         self.metrics.observe_last.set(self.clock())
 
-    def _group_gauges(self) -> tuple:  # type: ignore[type-arg]
+    def _group_gauges(self) -> tuple[Gauge, ...]:
         m = self.metrics
         return (m.group_lag, m.group_pending, m.group_oldest_pending_age, m.group_consumers)
 
-    async def _groups_of(self, stream: str) -> list[dict]:  # type: ignore[type-arg]
+    async def _groups_of(self, stream: str) -> list[dict[str, Any]]:
         try:
             return list(await self.redis.xinfo_groups(stream))
         except ResponseError as e:
@@ -129,7 +130,7 @@ class Observer:
 
     async def _baseline_age(self) -> None:
         """Seconds since the newest baseline write known to this observer."""
-        recent = await self.redis.xrevrange(self.keys.dirty, count=RECENT_DIRTY)
+        recent: Any = await self.redis.xrevrange(self.keys.dirty, count=RECENT_DIRTY)
         buckets = {_text(f[b"bucket"]) for _id, f in recent if b"bucket" in f}
         if buckets:
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -143,11 +144,11 @@ class Observer:
     async def _anomalies(self) -> None:
         stream = self.keys.anomalies
         if self._anomalies_after is None:  # count from now on, like any counter
-            newest = await self.redis.xrevrange(stream, count=1)
+            newest: Any = await self.redis.xrevrange(stream, count=1)
             self._anomalies_after = _text(newest[0][0]) if newest else "0-0"
             return
         for _ in range(ANOMALY_PAGES):
-            page = await self.redis.xrange(stream, min=f"({self._anomalies_after}",
+            page: Any = await self.redis.xrange(stream, min=f"({self._anomalies_after}",
                                            count=ANOMALY_PAGE)
             for entry_id, fields in page:
                 self._count_anomaly(_text(fields.get(b"service", b"")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +32,8 @@ def value(m: Metrics, name: str, **labels: str) -> float | None:
 async def add(redis: Redis, stream: str, n: int, ms: int | None = None, **fields: str) -> None:
     for i in range(n):
         entry_id = f"{ms}-{i}" if ms is not None else "*"
-        await redis.xadd(stream, {"n": str(i), **fields}, id=entry_id)
+        entry: dict[Any, Any] = {"n": str(i), **fields}
+        await redis.xadd(stream, entry, id=entry_id)
 
 
 def observer_for(redis: Redis, keys: Keys) -> tuple[Observer, Metrics]:
@@ -59,7 +61,7 @@ async def test_acked_group_has_no_pending_age_and_deleted_group_vanishes(
 ) -> None:
     await redis.xgroup_create(keys.dirty, "recompute", id="0", mkstream=True)
     await add(redis, keys.dirty, 2)
-    reply = await redis.xreadgroup("recompute", "c1", {keys.dirty: ">"})
+    reply: Any = await redis.xreadgroup("recompute", "c1", {keys.dirty: ">"})
     await redis.xack(keys.dirty, "recompute", *[i for i, _f in reply[0][1]])
     obs, m = observer_for(redis, keys)
     await obs.observe()

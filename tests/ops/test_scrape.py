@@ -3,6 +3,7 @@ machine's Redis while traffic flows; the key series must arrive with the right v
 
 from __future__ import annotations
 
+import operator
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +101,7 @@ def eventually(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool],
         time.sleep(0.25)
 
 
-def trace(i: int, duration_ms: float, start_ns: int) -> dict[str, str]:
+def trace(i: int, duration_ms: float, start_ns: int) -> dict[Any, Any]:
     return {"trace_id": uuid.uuid4().hex, "service": SERVICE, "endpoint": ENDPOINT,
             "start_ns": str(start_ns), "duration_ms": f"{duration_ms:.3f}"}
 
@@ -167,7 +169,9 @@ def test_prometheus_scrapes_every_role_with_sane_values(
         store.xadd(f"{prefix}traces", trace(i, 10 + i % 10, start_ns))
     for i in range(INVALID):
         store.xadd(f"{prefix}traces", {**trace(i, 1, start_ns), "duration_ms": "fast"})
-    base_keys = lambda: list(store.scan_iter(match=f"{prefix}base:*"))  # noqa: E731
+    def base_keys() -> list[Any]:
+        return list(store.scan_iter(match=f"{prefix}base:*"))
+
     eventually("a baseline is written", base_keys, lambda keys: len(keys) == 1, stack)
     time.sleep(2.5)  # ingest and the API cache a missing baseline for one window
     for i in range(SLOW):
@@ -192,7 +196,7 @@ def test_prometheus_scrapes_every_role_with_sane_values(
         'max(tla_stream_group_consumers{stream="traces",group="ingest"})': 1,
     }
     for promql, value in expect.items():
-        eventually(promql, lambda q=promql: query(prom, q), lambda v, x=value: v == x, stack)
+        eventually(promql, partial(query, prom, promql), partial(operator.eq, value), stack)
     eventually("recompute ran", lambda: query(prom, "sum(tla_recompute_buckets_total)"),
                lambda v: v is not None and v >= 1, stack)
     age = eventually("baseline age", lambda: query(prom, "max(tla_baseline_newest_age_seconds)"),
