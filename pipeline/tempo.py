@@ -16,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -24,8 +25,15 @@ from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.tempo_client import SearchQuery, TempoClient, TempoRejected
 from pipeline.tempo_parse import (
-    Features, Held, SearchPage, effective_query, is_parse_error, max_limit_from,
-    selects_roots, to_event, without_hint,
+    Features,
+    Held,
+    SearchPage,
+    effective_query,
+    is_parse_error,
+    max_limit_from,
+    selects_roots,
+    to_event,
+    without_hint,
 )
 
 log = logging.getLogger(__name__)
@@ -237,8 +245,9 @@ async def remember_published(redis: Redis, keys: Keys, recent: RecentIds, since_
     ids: list[str] = []
     scanned, newest = 0, "+"
     while scanned < max_entries:
-        batch = await redis.xrevrange(keys.traces, max=newest, min=str(since_ms), count=1000)
-        for entry_id, fields in batch:
+        batch: list[Any] = await redis.xrevrange(
+            keys.traces, max=newest, min=str(since_ms), count=1000) or []
+        for _entry_id, fields in batch:
             source, trace_id = _field(fields, "source"), _field(fields, "trace_id")
             if source == "tempo" and trace_id:
                 ids.append(trace_id)
@@ -255,6 +264,8 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _field(fields: dict, name: str) -> str | None:  # type: ignore[type-arg]
+def _field(fields: dict[Any, Any] | None, name: str) -> str | None:
+    if not fields:
+        return None
     value = fields.get(name.encode(), fields.get(name))
     return None if value is None else _text(value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -129,19 +129,22 @@ class TempoClient:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         auth = httpx.BasicAuth(user, password or "") if user else None
-        self._http = httpx.AsyncClient(
-            base_url=self.url + "/", headers=headers, auth=auth, verify=_tls(verify_tls, ca_file),
+        verify = _tls(verify_tls, ca_file)  # a bad CA file fails here, at start-up
+        self._open = lambda: httpx.AsyncClient(
+            base_url=self.url + "/", headers=headers, auth=auth, verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
             follow_redirects=False,
         )
+        self._http = self._open()
 
-    async def __aenter__(self) -> TempoClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
+        """Close the pool; a later request opens a new one (a restarted stage reuses us)."""
         await self._http.aclose()
 
     async def buildinfo(self) -> dict[str, Any]:
@@ -157,20 +160,24 @@ class TempoClient:
         body = await self._get_json("api/search", params)
         try:
             return parse_search(body)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise TempoUnavailable("bad_response", f"unreadable search response: {e}") from e
 
     async def _get_json(self, path: str, params: dict[str, str]) -> Any:
+        if self._http.is_closed:
+            self._http = self._open()
         try:
             response = await self._http.get(path, params=params)
         except httpx.TimeoutException as e:
-            raise TempoUnavailable("timeout", f"Tempo timed out on /{path}: {type(e).__name__}") from e
+            raise TempoUnavailable(
+                "timeout", f"Tempo timed out on /{path}: {type(e).__name__}") from e
         except httpx.TransportError as e:
             raise TempoUnavailable("connect", f"cannot reach Tempo at {self.url}: {e!r}") from e
         status = response.status_code
         if status == 429:
-            raise TempoUnavailable("http_429", f"Tempo is overloaded (429): {_clip(response.text)!r}",
-                                   _retry_after_s(response))
+            raise TempoUnavailable(
+                "http_429", f"Tempo is overloaded (429): {_clip(response.text)!r}",
+                _retry_after_s(response))
         if status >= 500:
             raise TempoUnavailable("http_5xx", f"Tempo failed ({status}): {_clip(response.text)!r}",
                                    _retry_after_s(response))
@@ -194,5 +201,6 @@ def _tls(verify: bool, ca_file: str | None) -> ssl.SSLContext | bool:
         try:
             return ssl.create_default_context(cafile=ca_file)
         except (OSError, ssl.SSLError) as e:
-            raise ConfigError(f"TLA_TEMPO_CA_FILE {ca_file!r} is not a readable CA bundle: {e}") from e
+            raise ConfigError(
+                f"TLA_TEMPO_CA_FILE {ca_file!r} is not a readable CA bundle: {e}") from e
     return True

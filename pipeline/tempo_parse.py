@@ -141,7 +141,7 @@ def as_int(value: Any, field: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool):
-        raise ValueError(f"{field} is a boolean")
+        raise TypeError(f"{field} is a boolean")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -176,12 +176,12 @@ def _first_spanset(raw: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def parse_trace(raw: Any) -> SearchTrace:
-    """One entry of `traces`; ValueError (or InvalidEvent) names what is wrong."""
+    """One entry of `traces`; ValueError/TypeError (or InvalidEvent) name what is wrong."""
     if not isinstance(raw, dict):
-        raise ValueError("trace entry is not an object")
+        raise TypeError("trace entry is not an object")
     trace_id = raw.get("traceID")
     if not isinstance(trace_id, str):
-        raise ValueError("traceID is missing")
+        raise TypeError("traceID is missing")
     return SearchTrace(
         trace_id=normalize_trace_id(trace_id),
         root_service=str(raw.get("rootServiceName") or ""),
@@ -195,17 +195,17 @@ def parse_trace(raw: Any) -> SearchTrace:
 def parse_search(body: Any) -> SearchPage:
     """A decoded /api/search body. Bad entries are reported, never fatal for the rest."""
     if not isinstance(body, dict):
-        raise ValueError("search response is not a JSON object")
+        raise TypeError("search response is not a JSON object")
     raw_traces = body.get("traces")
     raw_traces = [] if raw_traces is None else raw_traces  # omitted: nothing matched
     if not isinstance(raw_traces, list):
-        raise ValueError("search response field 'traces' is not a list")
+        raise TypeError("search response field 'traces' is not a list")
     traces: list[SearchTrace] = []
     malformed: list[str] = []
     for raw in raw_traces:
         try:
             traces.append(parse_trace(raw))
-        except (ValueError, InvalidEvent) as e:
+        except (ValueError, TypeError, InvalidEvent) as e:
             malformed.append(str(e))
     return SearchPage(tuple(traces), tuple(malformed), len(raw_traces))
 

@@ -25,7 +25,12 @@ from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
 from pipeline.tempo import Harvester, HarvestParams, Window, chunks, remember_published
-from pipeline.tempo_client import TempoClient, TempoError, TempoRejected, TempoUnavailable
+from pipeline.tempo_client import (
+    TempoClient,
+    TempoError,
+    TempoRejected,
+    TempoUnavailable,
+)
 from pipeline.tempo_parse import Features, features_for
 from services.config import Settings, TempoSettings
 from services.tempo_state import Lease, Watermark
@@ -129,7 +134,9 @@ class TempoSource:
     @property
     def cutoff_s(self) -> float:
         t = self.tempo
-        return t.end_cutoff_s if t.end_cutoff_s is not None else self.harvester.features.end_cutoff_s
+        if t.end_cutoff_s is not None:
+            return t.end_cutoff_s
+        return self.harvester.features.end_cutoff_s
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("event=tempo_source_start url=%s holder=%s", self.client.url, self.lease.holder)
@@ -211,7 +218,9 @@ class TempoSource:
         self._rejected.reset()
         return max(0.0, self.tempo.interval_s - (time.monotonic() - started))
 
-    def _failed(self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None) -> float:
+    def _failed(
+        self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None
+    ) -> float:
         self.metrics.tempo_polls.labels(outcome).inc()
         self.metrics.tempo_errors.labels(e.kind).inc()
         delay_s = min(REJECTED_CAP_S, max(delay_s, at_least_s or 0.0))
@@ -352,7 +361,7 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
         bar.update(0, 0)
         failed = 0
         for i, window in enumerate(windows, 1):
-            failed += not await _cover_retrying(harvester, window, metrics)
+            failed += not await _cover_retrying(harvester, window, metrics, t.interval_s)
             bar.update(i, harvester.stats.published)
         if failed == 0:
             await _advance_after_backfill(Watermark(redis, keys), end - since_s, end)
@@ -364,8 +373,9 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
     return summary
 
 
-async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics) -> bool:
-    backoff = Backoff(base_s=1.0, cap_s=30.0)
+async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics,
+                          base_s: float) -> bool:
+    backoff = Backoff(base_s=min(1.0, base_s), cap_s=30.0)
     for attempt in range(1, BACKFILL_ATTEMPTS + 1):
         try:
             return await harvester.cover(window)

@@ -15,7 +15,7 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -92,7 +92,8 @@ class FakeTempo:
     ) -> None:
         self.version = version
         self.v = _version(version)
-        self.end_cutoff_s = (30.0 if self.v >= (3, 0) else 0.0) if end_cutoff_s is None else end_cutoff_s
+        default_cutoff_s = 30.0 if self.v >= (3, 0) else 0.0
+        self.end_cutoff_s = default_cutoff_s if end_cutoff_s is None else end_cutoff_s
         self.tenant, self.basic, self.bearer = tenant, basic, bearer
         self.max_result_limit = max_result_limit if max_result_limit is not None else (
             262144 if self.v >= (3, 0) else 0)
@@ -113,7 +114,7 @@ class FakeTempo:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> FakeTempo:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -6,9 +6,14 @@ import logging
 import time
 
 import pytest
-from tempo_fake import Fault, FakeTempo, make_traces
+from tempo_fake import FakeTempo, Fault, make_traces
 
-from pipeline.tempo_client import SearchQuery, TempoClient, TempoRejected, TempoUnavailable
+from pipeline.tempo_client import (
+    SearchQuery,
+    TempoClient,
+    TempoRejected,
+    TempoUnavailable,
+)
 
 
 def query(limit: int = 20, spss: int = 1, span_s: int = 600) -> SearchQuery:
@@ -110,3 +115,11 @@ async def test_a_url_prefix_is_kept_and_unknown_routes_are_rejected_with_a_hint(
         with pytest.raises(TempoRejected) as e:
             await client.search(query())
     assert e.value.status == 404 and "TLA_TEMPO_URL" in e.value.hint
+
+
+async def test_a_closed_client_reopens_for_a_restarted_stage() -> None:
+    async with FakeTempo() as tempo:
+        client = TempoClient(tempo.url)
+        await client.aclose()
+        assert (await client.buildinfo())["version"] == "3.0.3"
+        await client.aclose()

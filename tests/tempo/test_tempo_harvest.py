@@ -30,8 +30,9 @@ def sample(metrics: Metrics, name: str, **labels: str) -> float:
 async def harvester(tempo: FakeTempo, redis: Redis, prefix: str, metrics: Metrics,
                     client: TempoClient, **params: object) -> Harvester:
     features, _ = await discover(client)
-    p = {"query": ROOTS, "limit": 20, "spss": 1, **params}
-    return Harvester(client, redis, Keys(prefix), metrics, HarvestParams(**p), features)  # type: ignore[arg-type]
+    fields: dict = {"query": ROOTS, "limit": 20, "spss": 1, **params}  # type: ignore[type-arg]
+    p = HarvestParams(**fields)
+    return Harvester(client, redis, Keys(prefix), metrics, p, features)
 
 
 def window(now: float, back_s: int, cutoff_s: int = 0) -> Window:

@@ -13,12 +13,25 @@ from pipeline.events import TraceEvent
 from pipeline.tempo import RecentIds, Window, chunks
 from pipeline.tempo_client import TempoClient, _hint, check_url
 from pipeline.tempo_parse import (
-    Held, as_int, effective_query, features_for, is_parse_error, max_limit_from, parse_search,
-    parse_version, selects_roots, to_event, without_hint,
+    Held,
+    as_int,
+    effective_query,
+    features_for,
+    is_parse_error,
+    max_limit_from,
+    parse_search,
+    parse_version,
+    selects_roots,
+    to_event,
+    without_hint,
 )
 from services.config import TempoSettings
 from services.tempo_source import (
-    BackfillSummary, _Progress, parse_since, plan_poll, validate_tempo,
+    BackfillSummary,
+    _Progress,
+    parse_since,
+    plan_poll,
+    validate_tempo,
 )
 
 FIXTURES = Path("/work/shared/fixtures/tempo")
@@ -74,7 +87,7 @@ def test_integers_as_strings_or_numbers_absent_is_zero(raw: object, value: int) 
 
 @pytest.mark.parametrize("raw", ["12a", 1.5, True, "", [1]])
 def test_non_integers_are_rejected(raw: object) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, TypeError)):
         as_int(raw, "f")
 
 
@@ -127,12 +140,13 @@ def test_several_orphan_roots_prefer_the_one_named_like_the_trace() -> None:
     spans = raw["spanSets"][0]["spans"]
     spans.insert(0, {**spans[0], "name": "orphan", "durationNanos": "9000000"})
     spans[1]["name"] = "GET /x"
-    assert to_event(parse_search({"traces": [raw]}).traces[0], True).duration_ms == 0.0015  # type: ignore[union-attr]
+    event = to_event(parse_search({"traces": [raw]}).traces[0], True)
+    assert isinstance(event, TraceEvent) and event.duration_ms == 0.0015
 
 
 def test_unreadable_bodies_raise() -> None:
     for body in ([], {"traces": {}}):
-        with pytest.raises(ValueError):
+        with pytest.raises(TypeError):
             parse_search(body)
     assert parse_search({}).returned == 0  # `traces` omitted = none
 
@@ -143,9 +157,12 @@ def test_unreadable_bodies_raise() -> None:
     ("2.10.0-rc.1", True, True, True, 0.0), ("3.0.3", True, True, True, 30.0),
     ("main-1a2b3c4", True, True, True, 30.0), (None, True, True, True, 30.0),
 ])
-def test_features_by_version(version, hint, recent, nested, cutoff) -> None:  # type: ignore[no-untyped-def]
+def test_features_by_version(
+    version: str | None, hint: bool, recent: bool, nested: bool, cutoff: float,
+) -> None:
     f = features_for(version)
-    assert (f.with_hint, f.most_recent, f.nested_set, f.end_cutoff_s) == (hint, recent, nested, cutoff)
+    got = (f.with_hint, f.most_recent, f.nested_set, f.end_cutoff_s)
+    assert got == (hint, recent, nested, cutoff)
 
 
 def test_query_adapts_to_the_server() -> None:
@@ -189,9 +206,10 @@ async def test_client_refuses_two_auth_schemes_and_bad_ca_files(tmp_path: Path) 
         "https://tempo-prod-01.grafana.net/tempo"
 
 
-@pytest.mark.parametrize("change", [dict(url=None), dict(limit=0), dict(spss=101),
-                                    dict(min_window_s=0), dict(lookback_s=600, max_catchup_s=60),
-                                    dict(interval_s=0), dict(end_cutoff_s=-1)])
+@pytest.mark.parametrize("change", [
+    {"url": None}, {"limit": 0}, {"spss": 101}, {"min_window_s": 0},
+    {"lookback_s": 600, "max_catchup_s": 60}, {"interval_s": 0}, {"end_cutoff_s": -1},
+])
 def test_tempo_settings_are_validated(change: dict) -> None:
     with pytest.raises(ConfigError):
         validate_tempo(TempoSettings(**{"url": "http://t:3200", **change}))

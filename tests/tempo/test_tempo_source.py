@@ -1,0 +1,230 @@
+"""The tempo-source agent end to end: outages, catch-up, takeover, rejections, backfill."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+from redis.asyncio import Redis
+from tempo_fake import FakeTempo, FakeTrace, Fault, make_traces
+
+from pipeline.errors import ConfigError
+from pipeline.keys import Keys
+from pipeline.metrics import Metrics
+from services.config import Settings
+from services.tempo_source import TempoSource, backfill
+
+SettingsFor = Callable[..., Settings]
+
+# Generous bounds for waiting on conditions; never asserted as speeds.
+WAIT_S = 30.0
+
+
+async def entries(redis: Redis, prefix: str) -> list[dict[str, str]]:
+    return [{k.decode(): v.decode() for k, v in fields.items()}
+            for _id, fields in await redis.xrange(Keys(prefix).traces)]
+
+
+async def wait_for(condition: Callable[[], object], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not await _call(condition):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def _call(condition: Callable[[], object]) -> object:
+    result = condition()
+    return await result if asyncio.iscoroutine(result) else result
+
+
+def by_id(items: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(items, key=lambda e: e["trace_id"])
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def live(n: int, seed: int, **kw: object) -> list[FakeTrace]:
+    """Traces that just happened, searchable half a second after they started. Keep
+    batches small: a few land in one second, which bisecting cannot split below limit."""
+    now = time.time()
+    return make_traces(n, now - 0.8, now - 0.2, seed=seed, visible_at=now + 0.3, **kw)
+
+
+async def test_every_trace_exactly_once_through_outages_truncation_and_catch_up(
+    redis: Redis, prefix: str, settings_for: SettingsFor, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The issue's "done means": history over `limit` per window behind an old watermark,
+    live traffic with late roots, a 503 outage, a 429 burst, slow answers, a refused
+    port, overlapping polls. The stream ends with each trace once and nothing else."""
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.DEBUG, logger="services.tempo_source")
+    metrics = Metrics()
+    polls_before = [0.0]
+
+    def errors(kind: str) -> float:
+        return sample(metrics, "tla_tempo_errors_total", kind=kind)
+
+    def ok_polls() -> float:
+        return sample(metrics, "tla_tempo_polls_total", outcome="ok") - polls_before[0]
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0, tenant="acme", bearer="s3cr3t-tok") as tempo:
+        tempo.traces = make_traces(400, now - 120, now - 3, seed=11)  # ~34 per 10 s window
+        await redis.set(Keys(prefix).tempo_watermark, int(now - 120))  # down since then
+        settings = settings_for(tempo.url, tenant="acme", token="s3cr3t-tok")
+        source = TempoSource.from_settings(settings, redis, metrics)
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(stop))
+
+        await wait_for(lambda: source.harvester.stats.published >= 400, "the catch-up")
+        tempo.traces += live(6, 1)
+        tempo.traces += live(4, 2, root_at=time.time() + 2.0)  # root span arrives late
+        await wait_for(lambda: sample(metrics, "tla_tempo_traces_held_back_total",
+                                      reason="root_not_received"), "a held-back trace")
+        tempo.down = True  # 503 from everything
+        tempo.traces += live(6, 3)
+        await wait_for(lambda: errors("http_5xx"), "a 503")
+        tempo.down = False
+        tempo.faults.extend(Fault(429, "too many outstanding requests") for _ in range(3))
+        await wait_for(lambda: not tempo.faults, "the 429 burst")
+        polls_before[0] = sample(metrics, "tla_tempo_polls_total", outcome="ok")
+        tempo.delay_s = 0.2  # slow, under the client timeout
+        await wait_for(lambda: errors("http_429") == 3 and ok_polls() >= 2, "slow polls")
+        tempo.delay_s = 0.0
+        await tempo.stop()  # connection refused
+        tempo.traces += live(6, 4)
+        await wait_for(lambda: errors("connect"), "a refused connection")
+        await tempo.start()
+        tempo.traces += live(6, 5)
+
+        await wait_for(lambda: source.harvester.stats.published >= len(tempo.traces),
+                       "every trace")
+        settled = source.harvester.stats.queries
+        await wait_for(lambda: source.harvester.stats.queries >= settled + 5, "more polls")
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+
+    assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+    assert int(await redis.get(Keys(prefix).tempo_watermark)) >= int(now)
+    assert sample(metrics, "tla_tempo_truncations_total", outcome="split") > 0
+    assert sample(metrics, "tla_tempo_traces_held_back_total", reason="root_not_received") > 0
+    for kind in ("http_5xx", "http_429", "connect"):
+        assert sample(metrics, "tla_tempo_errors_total", kind=kind) > 0, kind
+    assert sample(metrics, "tla_tempo_polls_total", outcome="ok") > 0
+    assert sample(metrics, "tla_tempo_leader") == 0
+    assert "event=tempo_catch_up" in caplog.text and "event=tempo_unavailable" in caplog.text
+    assert "s3cr3t-tok" not in caplog.text and "Bearer" not in caplog.text
+    assert await redis.get(Keys(prefix).tempo_lease) is None  # released on stop
+
+
+async def test_one_poller_at_a_time_and_a_standby_takes_over(
+    redis: Redis, prefix: str, settings_for: SettingsFor,
+) -> None:
+    now = time.time()
+    async with FakeTempo("2.9.1") as tempo:
+        tempo.traces = make_traces(30, now - 8, now - 2, seed=3)
+        settings = settings_for(tempo.url, end_cutoff_s=None)  # 2.x: no cut-off
+        a = TempoSource.from_settings(settings, redis, Metrics())
+        b = TempoSource.from_settings(settings, redis, Metrics())
+        stop = asyncio.Event()
+        task_a = asyncio.create_task(a.run(stop))
+        await wait_for(lambda: a.harvester.stats.published == 30, "the first leader")
+        task_b = asyncio.create_task(b.run(stop))
+        await asyncio.sleep(0.5)
+        assert b.harvester.stats.queries == 0  # the standby never polls
+
+        task_a.cancel()  # the leader dies without releasing its lease
+        await asyncio.gather(task_a, return_exceptions=True)
+        tempo.traces += live(6, 9)
+        await wait_for(lambda: b.harvester.stats.published == 6, "the takeover")
+        stop.set()
+        await asyncio.wait_for(task_b, WAIT_S)
+
+    # The new leader warmed its cache from the stream: no trace published twice.
+    assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+
+
+async def test_rejections_log_what_to_fix_and_back_off(
+    redis: Redis, prefix: str, settings_for: SettingsFor, caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    async with FakeTempo("3.0.3", tenant="acme") as tempo:
+        source = TempoSource.from_settings(settings_for(tempo.url), redis, metrics)
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(stop))
+        await wait_for(lambda: tempo.requests >= 2, "two attempts")
+        await asyncio.sleep(0.5)
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+    # interval 0.1 s doubling: a handful of attempts, not a hot loop.
+    assert 2 <= tempo.requests <= 8
+    assert sample(metrics, "tla_tempo_errors_total", kind="http_401") == tempo.requests
+    assert sample(metrics, "tla_tempo_polls_total", outcome="rejected") == tempo.requests
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "no org id" in errors[0] and "TLA_TEMPO_TENANT" in errors[0]
+
+
+@pytest.mark.parametrize("version,cutoff_s", [("3.0.3", 30), ("2.10.0", 0)])
+async def test_the_end_cut_off_follows_the_version(
+    version: str, cutoff_s: int, redis: Redis, prefix: str, settings_for: SettingsFor,
+    metrics: Metrics,
+) -> None:
+    async with FakeTempo(version) as tempo:
+        settings = settings_for(tempo.url, end_cutoff_s=None, lookback_s=120)
+        source = TempoSource.from_settings(settings, redis, metrics)
+        before = time.time()
+        await source.cycle(asyncio.Event())
+        await source.aclose()
+    sent = tempo.searches[0]
+    assert int(sent["end"]) in (int(before) - cutoff_s, int(before) - cutoff_s + 1)
+    assert int(sent["end"]) - int(sent["start"]) == 120
+    assert ("most_recent=true" in sent["q"]) is True
+
+
+async def test_stop_while_tempo_is_slow_returns_cleanly(
+    redis: Redis, prefix: str, settings_for: SettingsFor,
+) -> None:
+    async with FakeTempo("3.0.3") as tempo:
+        tempo.delay_s = 0.5
+        source = TempoSource.from_settings(settings_for(tempo.url), redis, Metrics())
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(stop))
+        await wait_for(lambda: tempo.requests >= 1, "a request in flight")
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+    assert await redis.get(Keys(prefix).tempo_watermark) is not None  # in-flight poll finished
+
+
+async def test_backfill_pulls_history_in_windows_with_progress_and_summary(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0) as tempo:
+        tempo.traces = make_traces(500, now - 7150, now - 5, seed=5)
+        tempo.faults.extend([Fault(503, "LiveStore not ready"), Fault(429, "slow down")])
+        settings = settings_for(tempo.url, limit=50)
+        out = io.StringIO()
+        summary = await backfill(settings, redis, metrics, 7200, out)
+    assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+    assert summary.ok and summary.published == 500 and summary.windows == 2
+    assert summary.truncations > 0 and summary.tempo_version == "3.0.3"
+    assert str(summary).startswith("backfill 2h: published 500 traces")
+    assert "100%" in out.getvalue().splitlines()[-1]
+    watermark = int(await redis.get(Keys(prefix).tempo_watermark))
+    assert abs(watermark - (now - 1)) <= 2  # the live source resumes where it ended
+
+
+async def test_backfill_rejected_is_a_config_error(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    async with FakeTempo("3.0.3", tenant="acme") as tempo:
+        with pytest.raises(ConfigError, match="TLA_TEMPO_TENANT"):
+            await backfill(settings_for(tempo.url), redis, metrics, 600, io.StringIO())
+    with pytest.raises(ConfigError, match="TLA_TEMPO_URL"):
+        await backfill(settings_for("tempo:3200"), redis, metrics, 600, io.StringIO())
