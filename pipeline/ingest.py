@@ -168,9 +168,10 @@ class Ingestor:
     async def watch_lag(self) -> None:
         """Export each group's lag on the streams ingest feeds; shout past the threshold."""
         for stream in (self.keys.traces, self.keys.dirty):
+            label = stream.removeprefix(self.keys.prefix)  # the observer's short names
             for lag in await streams.group_lags(self.redis, stream):
-                self.metrics.group_lag.labels(stream, lag.group).set(lag.undelivered)
-                self.metrics.group_pending.labels(stream, lag.group).set(lag.pending)
+                self.metrics.group_lag.labels(label, lag.group).set(lag.undelivered)
+                self.metrics.group_pending.labels(label, lag.group).set(lag.pending)
                 if lag.behind >= self.params.lag_alert_entries:
                     log.error(
                         "event=group_lagging stream=%s group=%s undelivered=%d pending=%d "

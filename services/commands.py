@@ -142,4 +142,4 @@ async def backfill(settings: Settings, since: str) -> int:
     finally:
         await redis.aclose()
     print(summary)
-    return 0
+    return 0 if summary.ok else 1
