@@ -42,6 +42,53 @@ def bucket_of(start_ns: int, zone: ZoneInfo) -> TimeBucket:
     return TimeBucket(local.hour, day_type)
 
 
+# Cache granularity. Every UTC offset in use since the 1980s is a multiple of 15 minutes
+# (India +5:30, Nepal +5:45, Lord Howe's 30-minute DST) and so is every transition, so a
+# 15-minute slot lies in one local hour unless a transition falls inside it; those slots
+# are detected and computed exactly every time.
+SLOT_NS = 900 * NS_PER_S
+# ~42 days of slots; traces arrive within minutes of "now", so a full cache is rare and
+# simply starts over.
+MAX_CACHED_SLOTS = 4096
+
+
+class ZoneBuckets:
+    """`bucket_of` for one zone with a cache per 15-minute UTC slot: the check path and
+    ingest pay a dict lookup instead of a tz conversion, and stay DST-correct."""
+
+    def __init__(self, zone: ZoneInfo, max_slots: int = MAX_CACHED_SLOTS) -> None:
+        self.zone = zone
+        self._max_slots = max_slots
+        self._slots: dict[int, TimeBucket | None] = {}
+
+    def __call__(self, start_ns: int) -> TimeBucket:
+        slot = start_ns // SLOT_NS
+        hit = self._slots.get(slot, _UNKNOWN)
+        if hit is _UNKNOWN:
+            hit = self._fill(slot)
+        return hit if hit is not None else bucket_of(start_ns, self.zone)
+
+    def _fill(self, slot: int) -> TimeBucket | None:
+        """The slot's one bucket, or None when the slot straddles an offset change."""
+        if len(self._slots) >= self._max_slots:
+            self._slots.clear()
+        first_s = slot * (SLOT_NS // NS_PER_S)
+        last_s = first_s + SLOT_NS // NS_PER_S - 1
+        first = datetime.fromtimestamp(first_s, tz=self.zone)
+        last = datetime.fromtimestamp(last_s, tz=self.zone)
+        offset = first.utcoffset()
+        uniform = (
+            offset is not None and offset == last.utcoffset()
+            and offset.total_seconds() % (SLOT_NS // NS_PER_S) == 0
+        )
+        bucket = bucket_of(first_s * NS_PER_S, self.zone) if uniform else None
+        self._slots[slot] = bucket
+        return bucket
+
+
+_UNKNOWN = TimeBucket(-1, "weekday")
+
+
 def parse_day_type(value: str) -> DayType:
     if value == "weekday":
         return "weekday"
