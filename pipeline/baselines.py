@@ -1,7 +1,18 @@
-"""Reading baselines from `<p>base:*`, with an optional in-process cache for the hot paths."""
+"""Reading baselines from `<p>base:*`, with an optional in-process cache for the hot paths.
+
+Freshness: recompute bumps `<p>base-version` in the same pipeline that writes a window's
+baselines. A caching store re-reads that counter at most every `version_check_s` (0.5 s)
+and, when it moved, drops its whole cache, so a recomputed baseline is served within
+about half a second of being written. `cache_ttl_s` (no longer than one window, enforced
+by the settings) stays the hard bound on the age of a cached entry: if the version cannot
+be read (Redis briefly unreachable) or nobody bumps it, entries still expire on time.
+In the steady state a check therefore costs no Redis round trip, except for the one
+request per `version_check_s` that reads the counter.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 
@@ -11,6 +22,12 @@ from redis.exceptions import RedisError
 from pipeline.errors import StoreUnavailable
 from pipeline.keys import Keys
 from pipeline.stats import Baseline
+
+log = logging.getLogger(__name__)
+
+# How stale a cached baseline may be after recompute rewrote it: one GET per interval
+# is nothing next to the checks it serves, and half a second is far inside one window.
+VERSION_CHECK_S = 0.5
 
 
 class BaselineStore:
@@ -27,18 +44,26 @@ class BaselineStore:
         keys: Keys,
         cache_ttl_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        version_check_s: float | None = VERSION_CHECK_S,
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._ttl_s = cache_ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[float, Baseline | None]] = {}
+        self._version_check_s = version_check_s
+        self._version: bytes | None = None
+        self._next_version_check = 0.0
+        # Bumped on every clear: a fetch that started before it must not refill the cache.
+        self._generation = 0
 
     async def get(self, bucket_id: str) -> Baseline | None:
         return (await self.get_many((bucket_id,)))[bucket_id]
 
     async def get_many(self, bucket_ids: Iterable[str]) -> dict[str, Baseline | None]:
         now = self._clock()
+        if self._version_due(now):
+            await self._check_version(now)
         found: dict[str, Baseline | None] = {}
         missing: list[str] = []
         for bucket_id in bucket_ids:
@@ -48,13 +73,33 @@ class BaselineStore:
             elif bucket_id not in found:
                 missing.append(bucket_id)
         if missing:
+            generation = self._generation
             fetched = await self._fetch(missing)
+            keep = self._ttl_s > 0 and generation == self._generation
             expires = now + self._ttl_s
             for bucket_id, baseline in fetched.items():
                 found[bucket_id] = baseline
-                if self._ttl_s > 0:
+                if keep:
                     self._cache[bucket_id] = (expires, baseline)
         return found
+
+    def _version_due(self, now: float) -> bool:
+        return (self._ttl_s > 0 and self._version_check_s is not None
+                and now >= self._next_version_check)
+
+    async def _check_version(self, now: float) -> None:
+        """Drop the cache if recompute published new baselines since the last look."""
+        assert self._version_check_s is not None
+        # Claimed before the await: concurrent requests keep using the cache meanwhile.
+        self._next_version_check = now + self._version_check_s
+        try:
+            version = await self._redis.get(self._keys.base_version)
+        except (RedisError, OSError) as e:  # the TTL still bounds staleness; retry later
+            log.debug("event=baseline_version_unreadable error=%r", e)
+            return
+        if version != self._version:
+            self._version = version
+            self.forget()
 
     async def _fetch(self, bucket_ids: list[str]) -> dict[str, Baseline | None]:
         try:
@@ -70,5 +115,6 @@ class BaselineStore:
         """Drop one cached entry, or all of them."""
         if bucket_id is None:
             self._cache.clear()
+            self._generation += 1
         else:
             self._cache.pop(bucket_id, None)

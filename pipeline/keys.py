@@ -72,6 +72,9 @@ class Keys:
         self.dead = f"{prefix}traces:dead"
         self.dirty = f"{prefix}dirty"
         self.anomalies = f"{prefix}anomalies"
+        # Counter recompute bumps whenever it writes baselines; API caches poll it to
+        # drop stale entries. Outside `base:*` so SCANs over baselines never see it.
+        self.base_version = f"{prefix}base-version"
         # tempo-source: last fully covered second, and the single-poller lease.
         self.tempo_watermark = f"{prefix}tempo:watermark"
         self.tempo_lease = f"{prefix}tempo:lease"

@@ -22,7 +22,7 @@ from pipeline import streams
 from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
-from pipeline.stats import Baseline, compute_baseline, samples_to_ms
+from pipeline.stats import Baseline, baselines_of
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ class Recomputer:
             (due if _window_of(entry) < current else held).append(entry)
         self._held = held
         bucket_ids = [b for b in dict.fromkeys(_bucket_of(e) for e in due) if _is_bucket(b)]
-        for i in range(0, len(bucket_ids), CHUNK_BUCKETS):
-            await self.recompute(bucket_ids[i : i + CHUNK_BUCKETS])
+        await self._recompute_chunked(bucket_ids)
         if due:
             await self._ack_and_trim([e[0] for e in due])
         result = WindowResult(current - 1, len(bucket_ids), len(due), len(held),
@@ -147,12 +146,39 @@ class Recomputer:
 
     async def recompute(self, bucket_ids: list[str]) -> list[Baseline]:
         """Recompute and store the baselines of `bucket_ids` from their rolling lists."""
+        baselines = baselines_of(await self._samples(bucket_ids), int(time.time() * 1000))
+        await self._store(bucket_ids, baselines)
+        return baselines
+
+    async def _recompute_chunked(self, bucket_ids: list[str]) -> None:
+        """`recompute` chunk by chunk, the next chunk's LRANGEs in flight meanwhile.
+
+        Redis serialises a chunk's replies while this process parses the previous one,
+        so the two CPUs of a small machine work at the same time.
+        """
+        chunks = [bucket_ids[i : i + CHUNK_BUCKETS] for i in range(0, len(bucket_ids), CHUNK_BUCKETS)]
+        if not chunks:
+            return
+        pending = asyncio.ensure_future(self._samples(chunks[0]))
+        try:
+            for i, chunk in enumerate(chunks):
+                lists = await pending
+                if i + 1 < len(chunks):
+                    pending = asyncio.ensure_future(self._samples(chunks[i + 1]))
+                await self._store(chunk, baselines_of(lists, int(time.time() * 1000)))
+        finally:
+            if not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def _samples(self, bucket_ids: list[str]) -> list[list[bytes]]:
         async with self.redis.pipeline(transaction=False) as pipe:
             for bucket_id in bucket_ids:
                 pipe.lrange(self.keys.dur(bucket_id), 0, -1)
-            lists = await pipe.execute()
-        now_ms = int(time.time() * 1000)
-        baselines = [compute_baseline(samples_to_ms(raw), now_ms) for raw in lists]
+            return list(await pipe.execute())
+
+    async def _store(self, bucket_ids: list[str], baselines: list[Baseline]) -> None:
+        """Write the baselines and bump the version API caches watch (pipeline/baselines.py)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for bucket_id, baseline in zip(bucket_ids, baselines, strict=True):
                 key = self.keys.base(bucket_id)
@@ -161,8 +187,8 @@ class Recomputer:
                     continue
                 pipe.hset(key, mapping=baseline.to_hash())
                 pipe.expire(key, self.params.bucket_ttl_s)
+            pipe.incr(self.keys.base_version)
             await pipe.execute()
-        return baselines
 
     async def _ack_and_trim(self, ids: Iterable[bytes]) -> None:
         await self.redis.xack(self.keys.dirty, RECOMPUTE_GROUP, *ids)
