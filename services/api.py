@@ -25,15 +25,16 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import TimeBucket, bucket_of, load_zone, parse_day_type
+from pipeline.buckets import TimeBucket, ZoneBuckets, bucket_of, load_zone, parse_day_type
 from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.events import check_duration_ms, check_name, check_start_ns
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
-from pipeline.rule import RuleParams, evaluate, threshold_of
+from pipeline.rule import RuleParams, threshold_of
 from services.config import Settings
 from services.health import Health
-from services.views import baseline_json, bucket_json, threshold_json, verdict_json
+from services.verdict_cache import VerdictCache
+from services.views import baseline_json, bucket_json, threshold_json
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class Ctx:
         self.zone: ZoneInfo = load_zone(settings.timezone)
         self.tz_name = settings.timezone
         self.token = settings.api.token.encode() if settings.api.token else None
+        # The check path's precomputed work: time-zone slots and compiled verdicts.
+        self.buckets = ZoneBuckets(self.zone)
+        self.verdicts = VerdictCache(self.rule, self.tz_name, metrics.check_requests)
 
 
 CTX = web.AppKey("ctx", Ctx)
@@ -154,8 +158,12 @@ def _duration_ms(body: dict[str, Any]) -> float:
         ) from e
 
 
-def check_of(body: Any, zone: ZoneInfo) -> tuple[BucketRef, float]:
-    """The bucket and duration of one check request, or InvalidEvent naming the field."""
+def check_of(
+    body: Any, zone: ZoneInfo, buckets: Callable[[int], TimeBucket] | None = None
+) -> tuple[BucketRef, float]:
+    """The bucket and duration of one check request, or InvalidEvent naming the field.
+
+    `buckets` (a ZoneBuckets of `zone`) answers from its cache; the result is the same."""
     if not isinstance(body, dict):
         raise InvalidEvent("body", "must be a JSON object")
     service = _string(body, "rootServiceName", MAX_SERVICE_CHARS)
@@ -164,23 +172,23 @@ def check_of(body: Any, zone: ZoneInfo) -> tuple[BucketRef, float]:
     duration_ms = _duration_ms(body)
     if not isinstance(body.get("traceId", ""), str):
         raise InvalidEvent("traceId", "must be a string when given")
-    return BucketRef(service, endpoint, bucket_of(start_ns, zone)), duration_ms
+    bucket = buckets(start_ns) if buckets is not None else bucket_of(start_ns, zone)
+    return BucketRef(service, endpoint, bucket), duration_ms
 
 
 async def judge(ctx: Ctx, items: list[tuple[BucketRef, float]]) -> list[dict[str, Any]]:
-    baselines = await ctx.baselines.get_many(ref.id for ref, _ in items)
-    out = []
-    for ref, duration_ms in items:
-        verdict = evaluate(duration_ms, ref, baselines[ref.id], ctx.rule, ctx.tz_name)
-        ctx.metrics.check_requests.labels(verdict.status).inc()
-        out.append(verdict_json(verdict, ctx.rule, ctx.tz_name))
-    return out
+    """Verdicts as `verdict_json(evaluate(...))` builds them, from compiled parts (and
+    counted by status); the baselines come from the store's cache in the steady state."""
+    ids = [ctx.verdicts.bucket_id(ref) for ref, _ in items]
+    baselines = await ctx.baselines.get_many(ids)
+    return [ctx.verdicts.verdict(ref, bucket_id, baselines[bucket_id], duration_ms)
+            for (ref, duration_ms), bucket_id in zip(items, ids, strict=True)]
 
 
 async def check(request: web.Request) -> web.Response:
     started = time.perf_counter()
     ctx = request.app[CTX]
-    item = check_of(await read_json(request), ctx.zone)
+    item = check_of(await read_json(request), ctx.zone, ctx.buckets)
     (result,) = await judge(ctx, [item])
     ctx.metrics.check_seconds.observe(time.perf_counter() - started)
     return json_response(result)
@@ -196,7 +204,7 @@ async def check_batch(request: web.Request) -> web.Response:
     items = []
     for i, trace in enumerate(traces):
         try:
-            items.append(check_of(trace, ctx.zone))
+            items.append(check_of(trace, ctx.zone, ctx.buckets))
         except InvalidEvent as e:
             raise InvalidEvent(f"traces[{i}].{e.field}", e.message) from e
     results = await judge(ctx, items)

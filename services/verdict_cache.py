@@ -1,0 +1,125 @@
+"""Check verdicts as JSON, precompiled per (bucket, baseline): the API's per-request work.
+
+`verdict_json(evaluate(...))` rebuilds the bucket id (regex escaping), the threshold, the
+explanation and five dicts for every request, which costs more than aiohttp itself. A
+baseline changes once per recompute window at most, so everything except the duration,
+the comparison and the baseline's age is built once per (bucket, baseline) and reused.
+The output is the same JSON, key for key (tests/services/test_verdict_cache.py compares
+it with `verdict_json(evaluate(...))`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter
+
+from pipeline.keys import BucketRef
+from pipeline.rule import RuleParams, evaluate, explain_threshold, ms, where
+from pipeline.stats import Baseline
+from services.views import baseline_json, bucket_json, threshold_json, verdict_json
+
+# Buckets whose compiled verdicts are kept; past this the cache starts over (a few
+# thousand endpoints x 48 buckets is the realistic working set of one API process).
+MAX_BUCKETS = 50_000
+STATUSES = ("anomaly", "normal", "no_baseline", "insufficient_samples")
+
+
+@dataclass(slots=True)
+class _Compiled:
+    baseline: Baseline | None
+    judged: bool  # count >= min_samples: the verdict depends on the duration
+    template: dict[str, Any]  # the whole verdict when not judged (durationMs replaced)
+    bucket: dict[str, Any]
+    base: dict[str, Any] | None  # baseline_json without ageS
+    threshold: dict[str, Any] | None
+    threshold_ms: float
+    reason_tail: str  # what follows "<duration> > " / "<duration> <= "
+    # baseline_json as of `aged_ms`: ageS has millisecond resolution, so requests
+    # within the same millisecond share one dict.
+    aged_ms: int = -1
+    aged: dict[str, Any] | None = None
+
+
+class VerdictCache:
+    """`verdict(ref, baseline, duration_ms)` == `verdict_json(evaluate(...))`, cheaply.
+
+    The nested dicts of a verdict are shared with the cache: serialize them, never
+    mutate them."""
+
+    def __init__(self, rule: RuleParams, tz_name: str, counter: Counter | None = None,
+                 max_buckets: int = MAX_BUCKETS) -> None:
+        self.rule = rule
+        self.tz_name = tz_name
+        self._max = max_buckets
+        self._ids: dict[BucketRef, str] = {}
+        self._compiled: dict[str, _Compiled] = {}
+        self._counters = {s: counter.labels(s) for s in STATUSES} if counter else None
+
+    def bucket_id(self, ref: BucketRef) -> str:
+        bucket_id = self._ids.get(ref)
+        if bucket_id is None:
+            if len(self._ids) >= self._max:
+                self._ids.clear()
+            bucket_id = self._ids[ref] = ref.id
+        return bucket_id
+
+    def verdict(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None,
+                duration_ms: float) -> dict[str, Any]:
+        c = self._compiled.get(bucket_id)
+        if c is None or (c.baseline is not baseline and c.baseline != baseline):
+            c = self._compile(ref, bucket_id, baseline)
+        if not c.judged:
+            out = {**c.template, "durationMs": duration_ms}
+            if c.base is not None:
+                out["baseline"] = self._aged(c)
+            self._count(out["status"])
+            return out
+        anomaly = duration_ms > c.threshold_ms
+        status = "anomaly" if anomaly else "normal"
+        self._count(status)
+        return {
+            "isAnomaly": anomaly,
+            "status": status,
+            "durationMs": duration_ms,
+            "bucket": c.bucket,
+            "baseline": self._aged(c),
+            "threshold": c.threshold,
+            "reason": ms(duration_ms) + (" > " if anomaly else " <= ") + c.reason_tail,
+        }
+
+    def _count(self, status: str) -> None:
+        if self._counters is not None:
+            self._counters[status].inc()
+
+    @staticmethod
+    def _aged(c: _Compiled) -> dict[str, Any]:
+        assert c.base is not None and c.baseline is not None
+        now_ms = int(time.time() * 1000)
+        if now_ms != c.aged_ms or c.aged is None:
+            age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
+            c.aged, c.aged_ms = {**c.base, "ageS": age_s}, now_ms
+        return c.aged
+
+    def _compile(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None) -> _Compiled:
+        if len(self._compiled) >= self._max:
+            self._compiled.clear()
+        probe = evaluate(0.0, ref, baseline, self.rule, self.tz_name)
+        template = verdict_json(probe, self.rule, self.tz_name)
+        base = baseline_json(probe.baseline)  # None also when the count is 0
+        if base is not None:
+            base.pop("ageS")
+        judged = probe.status in ("normal", "anomaly")
+        tail = ""
+        threshold_ms = 0.0
+        if judged:
+            assert baseline is not None and probe.threshold is not None
+            threshold_ms = probe.threshold.value_ms
+            tail = (f"{explain_threshold(probe.threshold, baseline, self.rule)} "
+                    f"for {where(ref, self.tz_name)}, n={baseline.count}")
+        c = _Compiled(baseline, judged, template, bucket_json(ref, self.tz_name), base,
+                      threshold_json(probe.threshold, self.rule), threshold_ms, tail)
+        self._compiled[bucket_id] = c
+        return c

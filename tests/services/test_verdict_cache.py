@@ -1,0 +1,84 @@
+"""The compiled verdicts of the check path equal `verdict_json(evaluate(...))`, key for key."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter
+
+from pipeline.buckets import TimeBucket
+from pipeline.keys import BucketRef
+from pipeline.rule import RuleParams, evaluate
+from pipeline.stats import Baseline
+from services.verdict_cache import VerdictCache
+from services.views import verdict_json
+
+RULE = RuleParams(factor=2.0, k=10.0, min_samples=50, floor_ms=1.0)
+TZ = "Asia/Taipei"
+REF = BucketRef("checkout", "POST /pay|{x}", TimeBucket(14, "weekday"))
+ms_values = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+
+
+def reference(duration_ms: float, baseline: Baseline | None) -> dict[str, object]:
+    return verdict_json(evaluate(duration_ms, REF, baseline, RULE, TZ), RULE, TZ)
+
+
+def same(got: dict[str, object], want: dict[str, object]) -> None:
+    got = copy.deepcopy(got)  # nested parts are shared with the cache: never mutate them
+    assert list(got) == list(want)  # same key order: the same JSON bytes
+    got_base, want_base = got.pop("baseline"), want.pop("baseline")
+    assert got == want
+    if want_base is None:
+        assert got_base is None
+        return
+    assert isinstance(got_base, dict) and isinstance(want_base, dict)
+    assert abs(got_base.pop("ageS") - want_base.pop("ageS")) < 1.0
+    assert got_base == want_base
+
+
+@settings(max_examples=300, deadline=None)
+@given(p50=ms_values, spread=ms_values, mad=ms_values, count=st.integers(0, 2000),
+       duration_ms=ms_values)
+def test_every_status_matches_the_reference(
+    p50: float, spread: float, mad: float, count: int, duration_ms: float
+) -> None:
+    baseline = Baseline(p50, p50 + spread, mad, count, int(time.time() * 1000) - 5000)
+    cache = VerdictCache(RULE, TZ)
+    bucket_id = cache.bucket_id(REF)
+    assert bucket_id == REF.id
+    for d in (duration_ms, 0.0, duration_ms * 3 + 1):  # the compiled entry is reused
+        same(cache.verdict(REF, bucket_id, baseline, d), reference(d, baseline))
+
+
+def test_no_baseline_and_a_new_baseline_recompile() -> None:
+    cache = VerdictCache(RULE, TZ)
+    same(cache.verdict(REF, REF.id, None, 12.5), reference(12.5, None))
+    fresh = Baseline(100.0, 200.0, 5.0, 500, int(time.time() * 1000))
+    same(cache.verdict(REF, REF.id, fresh, 450.0), reference(450.0, fresh))
+    newer = Baseline(300.0, 600.0, 5.0, 500, int(time.time() * 1000))
+    same(cache.verdict(REF, REF.id, newer, 450.0), reference(450.0, newer))
+
+
+def test_counts_each_verdict_by_status() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("checks", "checks", ["status"], registry=registry)
+    cache = VerdictCache(RULE, TZ, counter)
+    base = Baseline(100.0, 200.0, 5.0, 500, int(time.time() * 1000))
+    cache.verdict(REF, REF.id, base, 1000.0)
+    cache.verdict(REF, REF.id, base, 10.0)
+    cache.verdict(REF, REF.id, None, 10.0)
+    assert registry.get_sample_value("checks_total", {"status": "anomaly"}) == 1
+    assert registry.get_sample_value("checks_total", {"status": "normal"}) == 1
+    assert registry.get_sample_value("checks_total", {"status": "no_baseline"}) == 1
+
+
+def test_bounded() -> None:
+    cache = VerdictCache(RULE, TZ, max_buckets=2)
+    for hour in range(5):
+        ref = BucketRef("s", "e", TimeBucket(hour, "weekend"))
+        assert cache.bucket_id(ref) == ref.id
+        cache.verdict(ref, ref.id, None, 1.0)
+    assert len(cache._ids) <= 2 and len(cache._compiled) <= 2
