@@ -1,0 +1,216 @@
+"""Check API throughput: the real `POST /v1/anomaly/check` next to a bare aiohttp handler.
+
+Each server runs in its own process pinned to CPU 0; wrk (Debian's `wrk`) runs pinned to
+CPU 1 with 50 connections. Rows, all from the same run:
+- `bare`: an aiohttp POST handler that reads the body and returns constant JSON (ceiling);
+- `bare+middlewares`: the same handler behind the project's two middlewares (errors, auth),
+  which shows what the framework layer costs before any check work;
+- `project`: the project's API with its baseline cache (the steady state);
+- `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
+- `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
+bare, bare+middlewares and project are measured `--rounds` times in alternation and the
+best of each is kept. Besides wrk's figures each row has the server's CPU time per
+request (from /proc): on a shared machine it is the steadier of the two ratios.
+
+    .venv/bin/python -m scripts.bench.check_api [--smoke] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from pipeline.buckets import bucket_of
+from pipeline.keys import BucketRef, Keys
+from pipeline.stats import Baseline
+from scripts.bench import common
+from services.redis_client import connect
+
+CONNECTIONS = 50
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def check_body(service: str, endpoint: str, start_ns: int, duration_ms: float) -> dict[str, Any]:
+    return {"traceId": "0af7651916cd43dd8448eb211c80319c", "rootServiceName": service,
+            "rootTraceName": endpoint, "startTimeUnixNano": str(start_ns),
+            "durationMs": duration_ms}
+
+
+async def seed(url: str, prefix: str, start_ns: int) -> None:
+    """One learned baseline (n=1000) for the bucket the requests fall in."""
+    keys = Keys(prefix)
+    ref = BucketRef("checkout", "POST /api/pay", bucket_of(start_ns, ZoneInfo("Asia/Taipei")))
+    redis = connect(url)
+    try:
+        base = Baseline(120.0, 310.0, 25.0, 1000, int(time.time() * 1000))
+        await redis.hset(keys.base(ref.id), mapping=base.to_hash())
+    finally:
+        await redis.aclose()
+
+
+def wrk_script(path: Path, endpoint: str, body: bytes) -> Path:
+    lua = (
+        'wrk.method = "POST"\n'
+        f"wrk.path = {_lua_str(endpoint)}\n"
+        f"wrk.body = {_lua_str(body.decode())}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    path.write_text(lua)
+    return path
+
+
+def _lua_str(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def wait_port(port: int, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not start")
+
+
+def run_wrk(port: int, script: Path, seconds: int, server_pid: int | None = None
+            ) -> dict[str, float]:
+    """wrk's figures, plus the server's CPU time per request when `server_pid` is given:
+    on a shared, noisy machine CPU per request moves far less than requests per second."""
+    cmd = [*common.taskset(LOAD_CPU), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s",
+           "--latency", "-s", str(script), f"http://127.0.0.1:{port}"]
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    figures = parse_wrk(out)
+    if server_pid:
+        cpu_s = cpu_seconds(server_pid) - cpu_before
+        figures["server_cpu_us_per_req"] = round(cpu_s * 1e6 / max(1.0, figures["requests"]), 1)
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_wrk(out: str) -> dict[str, float]:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if rps is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    figures = {"req_per_s": float(rps.group(1))}
+    total = re.search(r"(\d+) requests in", out)
+    figures["requests"] = float(total.group(1)) if total else 0.0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if m:
+            figures[f"p{pct}_ms"] = round(float(m.group(1)) * _UNITS_MS[m.group(2)], 3)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    figures["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    return figures
+
+
+def measure(kind: str, args: list[str], script: Path, seconds: int) -> dict[str, float]:
+    port = free_port()
+    server = common.spawn("check_servers", [kind, "--port", str(port), *args], cpus=SERVER_CPU)
+    try:
+        wait_port(port)
+        run_wrk(port, script, 1)  # warm up: connections, caches, the first HGETALL
+        return run_wrk(port, script, seconds, server.pid)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def best(a: dict[str, float] | None, b: dict[str, float]) -> dict[str, float]:
+    return b if a is None or b["req_per_s"] > a["req_per_s"] else a
+
+
+def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--seconds", type=int, default=5, help="wrk duration per measurement")
+    p.add_argument("--rounds", type=int, default=2, help="alternating bare/project rounds")
+    a = p.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: apt-get install -y wrk")
+    seconds, rounds = (1, 1) if a.smoke else (a.seconds, a.rounds)
+    prefix = a.prefix or common.unique_prefix("check")
+    start_ns = time.time_ns()
+    asyncio.run(seed(a.redis_url, prefix, start_ns))
+    project = ["--redis-url", a.redis_url, "--prefix", prefix]
+    one = orjson.dumps(check_body("checkout", "POST /api/pay", start_ns, 150.0))
+    batch = orjson.dumps({"traces": [check_body("checkout", "POST /api/pay", start_ns, 150.0 + i)
+                                     for i in range(100)]})
+    rows: dict[str, dict[str, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            single = wrk_script(Path(tmp) / "one.lua", "/v1/anomaly/check", one)
+            many = wrk_script(Path(tmp) / "batch.lua", "/v1/anomaly/check:batch", batch)
+            kinds = {"bare": ("bare", []), "bare+middlewares": ("bare-mw", []),
+                     "project": ("project", project)}
+            found: dict[str, dict[str, float] | None] = dict.fromkeys(kinds)
+            for _ in range(rounds):
+                for name, (kind, args) in kinds.items():
+                    found[name] = best(found[name], measure(kind, args, single, seconds))
+            rows.update({k: v for k, v in found.items() if v is not None})
+            rows["project-nocache"] = measure(
+                "project", [*project, "--cache-ttl-s", "0"], single, seconds)
+            rows["project-batch100"] = measure("project", project, many, seconds)
+            rows["project-batch100"]["checks_per_s"] = rows["project-batch100"]["req_per_s"] * 100
+    finally:
+        asyncio.run(_cleanup(a.redis_url, prefix))
+    report(rows, a.json, seconds)
+
+
+async def _cleanup(url: str, prefix: str) -> None:
+    redis = connect(url)
+    try:
+        await common.delete_prefix(redis, prefix)
+    finally:
+        await redis.aclose()
+
+
+def report(rows: dict[str, dict[str, float]], json_path: str | None, seconds: int) -> None:
+    bare_rps = rows["bare"]["req_per_s"]
+    bare_cpu = rows["bare"]["server_cpu_us_per_req"]
+    out = []
+    for name, f in rows.items():
+        out.append([name, f["req_per_s"], f.get("checks_per_s", f["req_per_s"]),
+                    f.get("p50_ms", 0.0), f.get("p99_ms", 0.0),
+                    common.ratio(f["req_per_s"], bare_rps), f["server_cpu_us_per_req"],
+                    common.ratio(bare_cpu, f["server_cpu_us_per_req"]), int(f["non_2xx"])])
+    print(common.table(
+        f"check API, wrk -t1 -c{CONNECTIONS} -d{seconds}s, server on CPU {SERVER_CPU}, "
+        f"wrk on CPU {LOAD_CPU} (best of the alternating rounds)",
+        ["server", "req/s", "checks/s", "p50 ms", "p99 ms", "x bare", "cpu us/req",
+         "x bare (cpu)", "non-2xx"], out))
+    figures = {**{k: v for k, v in rows.items()},
+               "ratio_project_vs_bare": common.ratio(rows["project"]["req_per_s"], bare_rps),
+               "cpu_ratio_project_vs_bare": common.ratio(
+                   bare_cpu, rows["project"]["server_cpu_us_per_req"])}
+    common.write_json(json_path, "check_api", figures,
+                      {"connections": CONNECTIONS, "seconds": seconds})
+
+
+if __name__ == "__main__":
+    main()

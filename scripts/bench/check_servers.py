@@ -1,0 +1,78 @@
+"""The HTTP servers the check benchmark loads: the project's API, and a bare aiohttp ceiling.
+
+Run as a child process (pinned with taskset by scripts/bench/check_api.py):
+`python -m scripts.bench.check_servers bare|project --port N [...]`; SIGTERM stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from aiohttp import web
+
+from pipeline.metrics import Metrics
+from services.api import CTX, auth_middleware, create_app, errors_middleware
+from services.config import Settings
+from services.redis_client import connect
+
+class _NoAuth:
+    token = None
+
+
+CONSTANT_JSON = b'{"isAnomaly":false,"status":"normal","reason":"constant"}'
+
+
+async def constant(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response(body=CONSTANT_JSON, content_type="application/json")
+
+
+def bare_app(middlewares: bool = False) -> web.Application:
+    """The ceiling; with `middlewares`, behind the project's own (errors, auth)."""
+    if not middlewares:
+        app = web.Application()
+    else:
+        app = web.Application(middlewares=[errors_middleware, auth_middleware])
+        app[CTX] = _NoAuth()  # type: ignore[assignment]
+    app.router.add_post("/v1/anomaly/check", constant)
+    return app
+
+
+async def serve(kind: str, port: int, redis_url: str, prefix: str, cache_ttl_s: float) -> None:
+    redis = None
+    if kind in ("bare", "bare-mw"):
+        app = bare_app(middlewares=kind == "bare-mw")
+    else:
+        env = {"TLA_REDIS_URL": redis_url, "TLA_KEY_PREFIX": prefix,
+               "TLA_API_CACHE_TTL_S": str(cache_ttl_s)}
+        settings = Settings.load(env=env)
+        redis = connect(redis_url)
+        app = create_app(settings, redis, Metrics())
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    if redis is not None:
+        await redis.aclose()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("kind", choices=("bare", "bare-mw", "project"))
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--prefix", default="bench:check:")
+    p.add_argument("--cache-ttl-s", type=float, default=5.0)
+    a = p.parse_args()
+    asyncio.run(serve(a.kind, a.port, a.redis_url, a.prefix, a.cache_ttl_s))
+
+
+if __name__ == "__main__":
+    main()

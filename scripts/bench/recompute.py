@@ -1,0 +1,109 @@
+"""Recompute throughput: time to clear one window of N dirty buckets of 1000 samples each.
+
+Fills N rolling lists (RESTORE of a few DUMPed 1000-sample lists, so filling is fast),
+puts one dirty mark per bucket in a closed window, then times `Recomputer.run_window()`
+(read marks, LRANGE, statistics, HSET/EXPIRE, ack). Rows, same run:
+- `fetch-only`: the LRANGEs alone, pipelined in the recompute's chunks (the I/O floor);
+- `recompute`: the project's full window.
+
+    .venv/bin/python -m scripts.bench.recompute [--buckets 10000] [--smoke] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+from redis.asyncio import Redis
+
+from pipeline import streams
+from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
+from pipeline.buckets import TimeBucket
+from pipeline.metrics import Metrics
+from pipeline.recompute import CHUNK_BUCKETS, RecomputeParams, Recomputer
+from scripts.bench import common
+from services.redis_client import connect
+
+SAMPLES = 1000
+TEMPLATES = 16
+FILL_PIPELINE = 500
+
+
+def bucket_ids(n: int) -> list[str]:
+    out = []
+    for i in range(n):
+        hour, rest = i % 24, i // 24
+        day = "weekday" if rest % 2 == 0 else "weekend"
+        ref = BucketRef(f"svc-{rest // 2 % 50}", f"GET /route/{rest // 100}", TimeBucket(hour, day))
+        out.append(ref.id)
+    return out
+
+
+async def fill(redis: Redis, keys: Keys, ids: list[str], window: int) -> None:
+    rng = np.random.default_rng(7)
+    dumps = []
+    for t in range(TEMPLATES):
+        samples_us = (rng.lognormal(np.log(40_000 + 5_000 * t), 0.5, SAMPLES)).astype(np.int64)
+        tmp = f"{keys.prefix}template:{t}"
+        await redis.lpush(tmp, *samples_us.tolist())
+        dumps.append(await redis.dump(tmp))
+        await redis.delete(tmp)
+    for i in range(0, len(ids), FILL_PIPELINE):
+        async with redis.pipeline(transaction=False) as pipe:
+            for j, bucket_id in enumerate(ids[i : i + FILL_PIPELINE], start=i):
+                pipe.restore(keys.dur(bucket_id), 0, dumps[j % TEMPLATES], replace=True)
+                pipe.xadd(keys.dirty, {"bucket": bucket_id, "window": str(window)})
+            await pipe.execute()
+    await streams.ensure_group(redis, keys.dirty, RECOMPUTE_GROUP)
+
+
+async def fetch_only(redis: Redis, keys: Keys, ids: list[str]) -> float:
+    started = time.perf_counter()
+    for i in range(0, len(ids), CHUNK_BUCKETS):
+        async with redis.pipeline(transaction=False) as pipe:
+            for bucket_id in ids[i : i + CHUNK_BUCKETS]:
+                pipe.lrange(keys.dur(bucket_id), 0, -1)
+            await pipe.execute()
+    return time.perf_counter() - started
+
+
+async def run(url: str, prefix: str, n: int) -> dict[str, float]:
+    redis = connect(url, socket_timeout_s=60.0)
+    keys = Keys(prefix)
+    try:
+        server_s, _ = await redis.time()
+        params = RecomputeParams()
+        ids = bucket_ids(n)
+        await fill(redis, keys, ids, int(server_s) // params.window_s - 1)
+        fetch_s = await fetch_only(redis, keys, ids)
+        recomputer = Recomputer(redis, keys, params, Metrics(), "bench-recompute")
+        result = await recomputer.run_window()
+        written = await redis.exists(*(keys.base(b) for b in ids[:1000]))
+        return {"buckets": result.buckets, "samples_per_bucket": SAMPLES,
+                "fetch_only_s": round(fetch_s, 3), "window_s": round(result.seconds, 3),
+                "buckets_per_s": round(result.buckets / result.seconds, 1),
+                "fetch_buckets_per_s": round(n / fetch_s, 1),
+                "baselines_written_of_first_1000": int(written)}
+    finally:
+        await common.delete_prefix(redis, prefix)
+        await redis.aclose()
+
+
+def main() -> None:
+    p = common.parser(__doc__ or "")
+    p.add_argument("--buckets", type=int, default=10_000)
+    a = p.parse_args()
+    n = 300 if a.smoke else a.buckets
+    prefix = a.prefix or common.unique_prefix("recompute")
+    f = asyncio.run(run(a.redis_url, prefix, n))
+    print(common.table(
+        f"recompute: one window of {f['buckets']:,} dirty buckets x {SAMPLES} samples",
+        ["stage", "seconds", "buckets/s"],
+        [["fetch-only (LRANGE)", f["fetch_only_s"], f["fetch_buckets_per_s"]],
+         ["recompute window", f["window_s"], f["buckets_per_s"]]]))
+    common.write_json(a.json, "recompute", f, {})
+
+
+if __name__ == "__main__":
+    main()
