@@ -52,7 +52,7 @@ class BaselineStore:
         self._clock = clock
         self._cache: dict[str, tuple[float, Baseline | None]] = {}
         self._version_check_s = version_check_s
-        self._version: bytes | None = None
+        self._version: bytes | str | None = None
         self._next_version_check = 0.0
         # Bumped on every clear: a fetch that started before it must not refill the cache.
         self._generation = 0

@@ -115,7 +115,8 @@ class Recomputer:
         server_s, _us = await self.redis.time()
         current = int(server_s) // self.params.window_s
         entries = self._held + await self._collect()
-        due, held = [], []
+        due: list[streams.Entry] = []
+        held: list[streams.Entry] = []
         for entry in entries:
             (due if _window_of(entry) < current else held).append(entry)
         self._held = held
@@ -185,7 +186,7 @@ class Recomputer:
                 if baseline.count == 0:  # the samples expired: so does the baseline
                     pipe.delete(key)
                     continue
-                pipe.hset(key, mapping=baseline.to_hash())
+                pipe.hset(key, mapping=baseline.to_hash())  # type: ignore[arg-type]
                 pipe.expire(key, self.params.bucket_ttl_s)
             pipe.incr(self.keys.base_version)
             await pipe.execute()

@@ -62,7 +62,7 @@ async def seed(url: str, prefix: str, start_ns: int) -> None:
     redis = connect(url)
     try:
         base = Baseline(120.0, 310.0, 25.0, 1000, int(time.time() * 1000))
-        await redis.hset(keys.base(ref.id), mapping=base.to_hash())
+        await redis.hset(keys.base(ref.id), mapping=base.to_hash())  # type: ignore[arg-type]
     finally:
         await redis.aclose()
 
@@ -122,7 +122,7 @@ def parse_wrk(out: str) -> dict[str, float]:
     total = re.search(r"(\d+) requests in", out)
     figures["requests"] = float(total.group(1)) if total else 0.0
     for pct in ("50", "99"):
-        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        m = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
         if m:
             figures[f"p{pct}_ms"] = round(float(m.group(1)) * _UNITS_MS[m.group(2)], 3)
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)

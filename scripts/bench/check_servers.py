@@ -17,6 +17,7 @@ from services.api import CTX, auth_middleware, create_app, errors_middleware
 from services.config import Settings
 from services.redis_client import connect
 
+
 class _NoAuth:
     token = None
 
@@ -35,7 +36,7 @@ def bare_app(middlewares: bool = False) -> web.Application:
         app = web.Application()
     else:
         app = web.Application(middlewares=[errors_middleware, auth_middleware])
-        app[CTX] = _NoAuth()  # type: ignore[assignment]
+        app[CTX] = _NoAuth()  # type: ignore[assignment,misc]
     app.router.add_post("/v1/anomaly/check", constant)
     return app
 

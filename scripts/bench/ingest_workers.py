@@ -144,7 +144,6 @@ def read_replies(sock: socket.socket, count: int) -> None:
         lines = buf.count(b"\r\n")
         simple = buf.count(b"\r\n+") + buf.startswith(b"+")
         seen = (lines - simple) // 2 + simple
-    return
 
 
 async def run_project(url: str, prefix: str, consumer: str) -> None:
@@ -185,7 +184,7 @@ class Ceiling:
             reply = await self.redis.xreadgroup(
                 INGEST_GROUP, self.consumer, {self.traces: ">"}, count=CEILING_BATCH, block=200)
             if reply:
-                await self.apply(reply[0][1])
+                await self.apply(reply[0][1])  # type: ignore[index,arg-type]
 
     async def apply(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         groups: dict[str, list[tuple[str, int]]] = {}

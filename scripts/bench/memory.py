@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 
-from pipeline.keys import BucketRef, Keys
 from pipeline.buckets import TimeBucket
+from pipeline.keys import BucketRef, Keys
 from scripts.bench import common
 from services.redis_client import connect
 

@@ -18,8 +18,8 @@ import numpy as np
 from redis.asyncio import Redis
 
 from pipeline import streams
+from pipeline.buckets import DayType, TimeBucket
 from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
-from pipeline.buckets import TimeBucket
 from pipeline.metrics import Metrics
 from pipeline.recompute import CHUNK_BUCKETS, RecomputeParams, Recomputer
 from scripts.bench import common
@@ -34,7 +34,7 @@ def bucket_ids(n: int) -> list[str]:
     out = []
     for i in range(n):
         hour, rest = i % 24, i // 24
-        day = "weekday" if rest % 2 == 0 else "weekend"
+        day: DayType = "weekday" if rest % 2 == 0 else "weekend"
         ref = BucketRef(f"svc-{rest // 2 % 50}", f"GET /route/{rest // 100}", TimeBucket(hour, day))
         out.append(ref.id)
     return out
@@ -47,7 +47,9 @@ async def fill(redis: Redis, keys: Keys, ids: list[str], window: int) -> None:
         samples_us = (rng.lognormal(np.log(40_000 + 5_000 * t), 0.5, SAMPLES)).astype(np.int64)
         tmp = f"{keys.prefix}template:{t}"
         await redis.lpush(tmp, *samples_us.tolist())
-        dumps.append(await redis.dump(tmp))
+        dump = await redis.dump(tmp)
+        assert dump is not None
+        dumps.append(dump)
         await redis.delete(tmp)
     for i in range(0, len(ids), FILL_PIPELINE):
         async with redis.pipeline(transaction=False) as pipe:
