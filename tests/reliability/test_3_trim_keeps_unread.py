@@ -41,10 +41,10 @@ async def test_stalled_group_keeps_its_entries_and_is_reported(
     with caplog.at_level(logging.ERROR, logger="pipeline.ingest"):
         await ingestor.watch_lag()
     lag = {g: metrics.registry.get_sample_value(
-        "tla_stream_group_lag_entries", {"stream": keys.traces, "group": g})
+        "tla_stream_group_lag_entries", {"stream": "traces", "group": g})
         for g in ("stalled", "slow", INGEST_GROUP)}
     pending_slow = metrics.registry.get_sample_value(
-        "tla_stream_group_pending_entries", {"stream": keys.traces, "group": "slow"})
+        "tla_stream_group_pending_entries", {"stream": "traces", "group": "slow"})
     assert lag == {"stalled": TRACES, "slow": TRACES - 500, INGEST_GROUP: 0}
     assert pending_slow == 500
     shouted = [r.getMessage() for r in caplog.records if "event=group_lagging" in r.getMessage()]
