@@ -27,7 +27,8 @@ TIMEOUT_S = 600.0
 
 
 def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool = False,
-             seed: int = 1, profile_to: str | None = None) -> dict[str, Any]:
+             seed: int = 1, profile_to: str | None = None, batch_size: int | None = None,
+             ) -> dict[str, Any]:
     """One measurement: `consumers` processes of `kind` ("project" | "ceiling")."""
     prefix = common.unique_prefix(f"ingest-{kind}")
     r = redis_sync.Redis.from_url(url)
@@ -39,7 +40,8 @@ def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool
         if backlog:
             _produce(args)
         for i in range(consumers):
-            procs.append(common.spawn("ingest_workers", [kind, *args, "--consumer", f"c{i}"],
+            extra = ["--batch-size", str(batch_size)] if batch_size and kind == "project" else []
+            procs.append(common.spawn("ingest_workers", [kind, *args, "--consumer", f"c{i}", *extra],
                                       profile_to=profile_to if i == 0 else None))
         _wait_ready(r, prefix, consumers, procs)
         stats_before = _command_stats(r)
@@ -63,6 +65,7 @@ def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool
         r.close()
     seconds = finished - started
     return {"kind": kind, "consumers": consumers, "mode": "backlog" if backlog else "producer",
+            "batch_size": batch_size,
             "events": events, "seconds": round(seconds, 3),
             "events_per_s": round(events / seconds, 1), "samples_stored": stored,
             "redis_cpu_us_per_event": {c: round(us / events, 2) for c, us in redis_usec.items()}}
@@ -144,6 +147,9 @@ def main() -> None:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--no-backlog", action="store_true", help="skip the drain-only rows")
+    p.add_argument("--batch-sizes", default="",
+                   help="also drain the backlog with the project at these TLA_INGEST_BATCH_SIZE "
+                        "values, e.g. 250,500,1000,2000")
     p.add_argument("--profile", metavar="DIR",
                    help="instead: drain a backlog once per kind with the consumer under "
                         "cProfile; print the top functions and Redis time per command")
@@ -167,13 +173,20 @@ def main() -> None:
         figures["backlog"] = drain
         figures["ratio_backlog_project_vs_ceiling"] = common.ratio(
             drain["project"]["events_per_s"], drain["ceiling"]["events_per_s"])
+    if a.batch_sizes:
+        sizes = [int(x) for x in a.batch_sizes.split(",")]
+        tuned = {n: run_case(a.redis_url, "project", events, backlog=True, batch_size=n)
+                 for n in sizes}
+        figures["project_backlog_by_batch_size"] = tuned
+        rows += [{**r, "kind": f"project batch={n}"} for n, r in tuned.items()]
+    ceilings = {"producer": live["ceiling"]["events_per_s"]}
+    if "backlog" in figures:
+        ceilings["backlog"] = figures["backlog"]["ceiling"]["events_per_s"]
     print(common.table(
         f"ingest: {events:,} events (~2% duplicates, ~300 buckets), best of {rounds}",
         ["implementation", "mode", "seconds", "events/s", "x ceiling", "samples ok"],
         [[r["kind"], r["mode"], r["seconds"], r["events_per_s"],
-          common.ratio(r["events_per_s"],
-                       (live if r["mode"] == "producer" else figures["backlog"])["ceiling"]
-                       ["events_per_s"]),
+          common.ratio(r["events_per_s"], ceilings[r["mode"]]) if r["mode"] in ceilings else "-",
           "yes" if r["samples_stored"] == expected else f"no ({r['samples_stored']:,})"]
          for r in rows]))
     common.write_json(a.json, "ingest", figures, {"events": events, "rounds": rounds})

@@ -146,8 +146,10 @@ def read_replies(sock: socket.socket, count: int) -> None:
         seen = (lines - simple) // 2 + simple
 
 
-async def run_project(url: str, prefix: str, consumer: str) -> None:
+async def run_project(url: str, prefix: str, consumer: str, batch_size: int | None) -> None:
     env = {"TLA_REDIS_URL": url, "TLA_KEY_PREFIX": prefix, "TLA_INGEST_CONSUMER": consumer}
+    if batch_size:
+        env["TLA_INGEST_BATCH_SIZE"] = str(batch_size)
     settings = Settings.load(env=env)
     async with runtime(settings, embedded_ok=False) as rt:
         _stop_on_signals(rt.stop)
@@ -226,11 +228,12 @@ def main() -> None:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--consumer", default="bench-1")
+    p.add_argument("--batch-size", type=int, default=None, help="project: XREADGROUP COUNT")
     a = p.parse_args()
     if a.role == "produce":
         produce(a.redis_url, a.prefix, a.events, a.seed)
     elif a.role == "project":
-        asyncio.run(run_project(a.redis_url, a.prefix, a.consumer))
+        asyncio.run(run_project(a.redis_url, a.prefix, a.consumer, a.batch_size))
     else:
         asyncio.run(run_ceiling(a.redis_url, a.prefix, a.consumer))
 
