@@ -3,6 +3,7 @@ and the baseline cache's freshness (recompute bumps a version the cache follows)
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import numpy as np
@@ -11,6 +12,7 @@ from redis.asyncio import Redis
 
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import ZoneBuckets, bucket_of, load_zone
+from pipeline.errors import StoreUnavailable
 from pipeline.keys import BucketRef, Keys
 from pipeline.metrics import Metrics
 from pipeline.recompute import RecomputeParams, Recomputer
@@ -125,3 +127,31 @@ async def test_unreadable_version_keeps_serving_the_cache(redis: Redis, keys: Ke
     await redis.lpush(keys.base_version, "not a string")  # GET now fails: WRONGTYPE
     clock.now += 1.0
     assert await store.get("{a|b}:1:weekday") is not None
+
+
+@pytest.mark.redis
+async def test_concurrent_misses_share_one_fetch(redis: Redis, keys: Keys) -> None:
+    store = BaselineStore(redis, keys, cache_ttl_s=5.0)
+    await redis.hset(keys.base("{a|b}:1:weekday"),
+                     mapping=Baseline(1.0, 2.0, 0.1, 60, 0).to_hash())
+    fetched: list[list[str]] = []
+    real_fetch = store._fetch
+
+    async def counting(bucket_ids: list[str]) -> dict[str, Baseline | None]:
+        fetched.append(bucket_ids)
+        return await real_fetch(bucket_ids)
+
+    store._fetch = counting  # type: ignore[method-assign]
+    results = await asyncio.gather(*(store.get("{a|b}:1:weekday") for _ in range(50)))
+    assert all(r is not None and r.p50 == 1.0 for r in results)
+    assert fetched == [["{a|b}:1:weekday"]]
+
+
+async def test_a_failed_shared_fetch_fails_every_waiter(keys: Keys) -> None:
+    down = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
+    store = BaselineStore(down, keys, cache_ttl_s=5.0)
+    results = await asyncio.gather(*(store.get("{a|b}:1:weekday") for _ in range(5)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    assert store._inflight == {}
+    await down.aclose()
