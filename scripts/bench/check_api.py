@@ -3,8 +3,10 @@
 Each server runs in its own process pinned to CPU 0; wrk (Debian's `wrk`) runs pinned to
 CPU 1 with 50 connections. Rows, all from the same run:
 - `bare`: an aiohttp POST handler that reads the body and returns constant JSON (ceiling);
-- `bare+middlewares`: the same handler behind the project's two middlewares (errors, auth),
-  which shows what the framework layer costs before any check work;
+- `bare+noop-middleware`: the same handler behind one pass-through middleware (what
+  aiohttp's middleware machinery costs by itself: an app needs one to map errors);
+- `bare+project-middlewares`: the same handler behind the project's middlewares (errors
+  with request ids and log context, auth), the framework layer before any check work;
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
@@ -166,7 +168,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             single = wrk_script(Path(tmp) / "one.lua", "/v1/anomaly/check", one)
             many = wrk_script(Path(tmp) / "batch.lua", "/v1/anomaly/check:batch", batch)
-            kinds = {"bare": ("bare", []), "bare+middlewares": ("bare-mw", []),
+            kinds = {"bare": ("bare", []), "bare+noop-middleware": ("bare-noop", []),
+                     "bare+project-middlewares": ("bare-mw", []),
                      "project": ("project", project)}
             found: dict[str, dict[str, float] | None] = dict.fromkeys(kinds)
             for _ in range(rounds):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -30,10 +31,19 @@ async def constant(request: web.Request) -> web.Response:
     return web.Response(body=CONSTANT_JSON, content_type="application/json")
 
 
-def bare_app(middlewares: bool = False) -> web.Application:
-    """The ceiling; with `middlewares`, behind the project's own (errors, auth)."""
+@web.middleware
+async def passthrough(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    return await handler(request)
+
+
+def bare_app(middlewares: str = "") -> web.Application:
+    """The ceiling; behind one no-op middleware ("noop") or the project's own ("project")."""
     if not middlewares:
         app = web.Application()
+    elif middlewares == "noop":
+        app = web.Application(middlewares=[passthrough])
     else:
         app = web.Application(middlewares=[errors_middleware, auth_middleware])
         app[CTX] = _NoAuth()  # type: ignore[assignment,misc]
@@ -43,8 +53,8 @@ def bare_app(middlewares: bool = False) -> web.Application:
 
 async def serve(kind: str, port: int, redis_url: str, prefix: str, cache_ttl_s: float) -> None:
     redis = None
-    if kind in ("bare", "bare-mw"):
-        app = bare_app(middlewares=kind == "bare-mw")
+    if kind.startswith("bare"):
+        app = bare_app({"bare": "", "bare-noop": "noop", "bare-mw": "project"}[kind])
     else:
         env = {"TLA_REDIS_URL": redis_url, "TLA_KEY_PREFIX": prefix,
                "TLA_API_CACHE_TTL_S": str(cache_ttl_s)}
@@ -66,7 +76,7 @@ async def serve(kind: str, port: int, redis_url: str, prefix: str, cache_ttl_s: 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("kind", choices=("bare", "bare-mw", "project"))
+    p.add_argument("kind", choices=("bare", "bare-noop", "bare-mw", "project"))
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--prefix", default="bench:check:")
