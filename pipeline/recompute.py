@@ -1,11 +1,12 @@
 """The recompute stage: group `recompute` on `<p>dirty`, baselines per 30 s tumbling window.
 
 Windows are aligned to the wall clock of the Redis server (the ingest script stamps each
-dirty mark with the window it was made in). At every boundary an agent takes the marks of
-closed windows (its own, new ones, and ones a crashed agent left pending), recomputes each
-bucket once from its rolling list, writes `<p>base:...` and acks. Marks of the still-open
-window are held until it closes: consuming them early would swallow the window's only
-mark while samples keep arriving. Several agents split the marks between them.
+dirty mark with the window it was made in). Between boundaries an agent takes marks as
+they arrive and holds them (pending, so a crash loses none). At every boundary it adds
+the marks a crashed agent left pending, recomputes each bucket of the closed windows once
+from its rolling list, writes `<p>base:...` and acks. Marks of the still-open window stay
+held until it closes: recomputing early would swallow the window's only mark while
+samples keep arriving. Several agents split the marks between them.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from redis.asyncio import Redis
 from pipeline import streams
 from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
-from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
+from pipeline.retry import TRANSIENT, Backoff
 from pipeline.stats import Baseline, baselines_of
 
 log = logging.getLogger(__name__)
 
 READ_COUNT = 1000
+# Longest XREADGROUP block between boundaries: bounds how long a stop waits.
+MAX_BLOCK_MS = 1000
 # One call per baseline instead of HSET + EXPIRE: half the commands to pack and parse,
 # which is what a window of 10k buckets spends most of its Python time on.
 STORE_LUA = """
@@ -71,7 +74,7 @@ class Recomputer:
         self._store_script = redis.register_script(STORE_LUA)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Clear a window at every boundary until `stop`; the window in flight completes."""
+        """Clear a window at every boundary until `stop`, taking marks in between."""
         backoff = Backoff()
         ready = False
         while not stop.is_set():
@@ -81,6 +84,7 @@ class Recomputer:
                     ready = True
                 await self.run_window()
                 backoff.reset()
+                await self._take_marks_until_boundary(stop)
             except Exception as e:
                 if streams.is_nogroup(e):
                     log.warning("event=group_missing stream=%s action=recreate", self.keys.dirty)
@@ -92,8 +96,6 @@ class Recomputer:
                 self.metrics.redis_errors.labels("recompute").inc()
                 log.warning("event=redis_error stage=recompute error=%r action=retry", e)
                 await backoff.wait(stop)
-                continue
-            await sleep_or_stop(stop, self.seconds_to_boundary())
         await self._shutdown()
         log.info("event=stopped stage=recompute consumer=%s", self.consumer)
 
@@ -115,6 +117,22 @@ class Recomputer:
             if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
                 raise
             log.warning("event=shutdown_incomplete stage=recompute error=%r", e)
+
+    async def _take_marks_until_boundary(self, stop: asyncio.Event) -> None:
+        """Take marks as they arrive and hold them until their window closes.
+
+        Taking them early keeps the group's lag near zero, and a mark held by an agent
+        that dies is pending, so another agent reclaims it (never lost, never skipped).
+        """
+        deadline = time.monotonic() + self.seconds_to_boundary()
+        while not stop.is_set():
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            self._held += await streams.read_new(
+                self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer, READ_COUNT,
+                min(left_ms, MAX_BLOCK_MS),
+            )
 
     def seconds_to_boundary(self) -> float:
         # A small margin past the boundary lets the last marks of the window land.
