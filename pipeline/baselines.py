@@ -36,7 +36,8 @@ class BaselineStore:
 
     With a TTL no longer than one recompute window, a reader never serves a baseline
     older than one window plus the TTL. A cached miss (no baseline) is cached too, so
-    unknown endpoints cost no round trip per request either.
+    unknown endpoints cost no round trip per request either. Concurrent misses of one
+    bucket share a single fetch.
     """
 
     def __init__(
