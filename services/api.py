@@ -33,6 +33,7 @@ from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
 from services.config import Settings
 from services.health import Health
+from services.logs import request_context
 from services.verdict_cache import VerdictCache
 from services.views import baseline_json, bucket_json, threshold_json
 
@@ -81,22 +82,30 @@ async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex[:16]
+    with request_context(request_id):  # every line logged meanwhile carries request_id=
+        response = await _answer(request, handler, request_id)
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+async def _answer(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    request_id: str,
+) -> web.StreamResponse:
     try:
         response = await handler(request)
     except InvalidEvent as e:
         response = error(400, e.message, field=e.field)
     except StoreUnavailable as e:
-        log.warning("event=store_unavailable request_id=%s path=%s error=%r",
-                    request_id, request.path, str(e))
+        log.warning("event=store_unavailable path=%s error=%r", request.path, str(e))
         response = error(503, "baseline store unavailable: Redis did not answer; retry later")
     except web.HTTPException as e:
         response = error(e.status, e.reason)
         if "Allow" in e.headers:  # 405 must list the methods (RFC 9110)
             response.headers["Allow"] = e.headers["Allow"]
     except Exception:
-        log.exception("event=unhandled_error request_id=%s path=%s", request_id, request.path)
+        log.exception("event=unhandled_error path=%s", request.path)
         response = error(500, "internal error", requestId=request_id)
-    response.headers["X-Request-ID"] = request_id
     return response
 
 
