@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -11,6 +12,8 @@ from redis.exceptions import ResponseError
 log = logging.getLogger(__name__)
 
 Entry = tuple[bytes, dict[bytes, bytes]]
+# XREAD/XREADGROUP's RESP2 reply: [(stream, [entry, ...]), ...]
+StreamReply = list[tuple[bytes, list[Entry]]]
 # When Redis cannot tell a group's lag (before 7.0, or after deletions it cannot account
 # for), count undelivered entries by reading at most this many IDs.
 LAG_SCAN_MAX = 10_000
@@ -78,7 +81,7 @@ def _entries_of(reply: object) -> list[Entry]:
         return []
     if isinstance(reply, dict):  # RESP3
         return [e for entries in reply.values() for e in entries[0]]
-    return [e for _stream, entries in reply for e in entries]  # type: ignore[union-attr]
+    return [e for _stream, entries in cast(StreamReply, reply) for e in entries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +104,7 @@ async def autoclaim(
             stream, group, min=entries[0][0], max=entries[-1][0], count=len(entries) * 2,
             consumername=consumer,
         )
-        deliveries = {p["message_id"]: int(p["times_delivered"]) for p in pending}
+        deliveries = {cast(bytes, p["message_id"]): int(p["times_delivered"]) for p in pending}
     return Claimed(entries, deleted, deliveries)
 
 
@@ -131,7 +134,8 @@ async def group_lags(redis: Redis, stream: str) -> list[GroupLag]:
         if lag is None:
             last = g["last-delivered-id"]
             last = last.decode() if isinstance(last, bytes) else str(last)
-            lag = len(await redis.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_MAX))
+            tail = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_MAX)
+            lag = len(cast(list[Entry], tail))
         out.append(GroupLag(name, int(lag), int(g["pending"])))
     return out
 

@@ -28,7 +28,7 @@ async def run(settings: Settings, demo: bool) -> int:
     async with runner.runtime(settings, embedded_ok=True) as rt:
         runner.install_signals(rt.stop)
         stages = runner.build_stages(rt, list(runner.ROLES))
-        extra = ()
+        extra: tuple[runner.Stage, ...] = ()
         if demo:
             traffic = DemoTraffic(rt.redis, settings.keys(), load_zone(settings.timezone))
             await traffic.backfill()

@@ -13,7 +13,7 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -206,7 +206,7 @@ def _build(cls: type, data: Mapping[str, Any], env: Mapping[str, str], section: 
             sub = data.get(f.name) or {}
             if not isinstance(sub, dict):
                 raise ConfigError(f"{f.name} must be a mapping of settings")
-            values[f.name] = _build(hint, sub, env, f.name)
+            values[f.name] = _build(cast(type, hint), sub, env, f.name)
             continue
         label = f"{section}.{f.name}" if section else f.name
         var = env_name(section, f.name)

@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TextIO
+from typing import TextIO, cast
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
@@ -20,6 +20,7 @@ from pipeline.buckets import WEEKEND_DAYS
 from pipeline.events import TraceEvent, to_fields
 from pipeline.keys import Keys
 from pipeline.retry import sleep_or_stop
+from pipeline.streams import StreamReply
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +114,10 @@ class DemoTraffic:
 
 async def print_anomalies(redis: Redis, keys: Keys, stop: asyncio.Event, out: TextIO) -> None:
     """Tail `<p>anomalies` and print each flagged trace with its reason."""
-    last = "$"
+    last: str | bytes = "$"
     while not stop.is_set():
-        reply = await redis.xread({keys.anomalies: last}, block=1000, count=100)
+        reply = cast(StreamReply | None,
+                     await redis.xread({keys.anomalies: last}, block=1000, count=100))
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 last = entry_id

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
 from pipeline.keys import Keys
+from pipeline.streams import Entry
 
 LATEST_DEAD = 5
 SCAN_COUNT = 1000
@@ -51,7 +52,8 @@ async def _count(redis: Redis, pattern: str) -> int:
 async def collect(redis: Redis, keys: Keys) -> dict[str, Any]:
     streams = [await stream_report(redis, s) for s in (keys.traces, keys.dirty, keys.anomalies)]
     dead = await stream_report(redis, keys.dead)
-    latest = await redis.xrevrange(keys.dead, count=LATEST_DEAD) if dead["exists"] else []
+    latest = cast(list[Entry], await redis.xrevrange(keys.dead, count=LATEST_DEAD)
+                  if dead["exists"] else [])
     dead["latest"] = [
         {"id": _text(i), "error": _text(f.get(b"error")), "origin_id": _text(f.get(b"origin_id"))}
         for i, f in latest

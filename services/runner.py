@@ -15,10 +15,11 @@ import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -38,7 +39,7 @@ from services.redis_client import connect, redact
 
 log = logging.getLogger(__name__)
 
-Stage = Callable[[asyncio.Event], Awaitable[None]]
+Stage = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 SHUTDOWN_TIMEOUT_S = 15.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
