@@ -7,9 +7,18 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import InvalidEvent
-from pipeline.events import TraceEvent, format_ms, parse_entry, to_fields
+from pipeline.events import (
+    TraceEvent,
+    format_ms,
+    parse_entry,
+    parse_parts,
+    parse_strict,
+    to_fields,
+)
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "trace_event.schema.json").read_text())
 GOOD = {
@@ -89,3 +98,29 @@ def test_zero_duration_is_valid() -> None:
                                              (0.001, "0.001"), (1e-9, "0")])
 def test_format_ms(value: float, text: str) -> None:
     assert format_ms(value) == text
+
+
+FIELD_VALUES = st.one_of(
+    st.sampled_from([b"", b" ", b"0", b"12.5", b"12.5\n", b"1e3", b"-1", b"inf", b"\xff",
+                     b"1764396000123456789", b"99999999999999999999", b"604800000.000000001",
+                     b"abc\x00", b"A" * 33, b"2A6BEE861DB8A7DF", b"svc\n", "ü".encode() * 65]),
+    st.binary(max_size=40),
+    st.from_regex(rb"\A[0-9a-fA-F]{1,33}\Z"),
+    st.from_regex(rb"\A[0-9]{1,21}(\.[0-9]{0,10})?\Z"),
+)
+
+
+@given(st.dictionaries(st.sampled_from([b"trace_id", b"service", b"endpoint", b"start_ns",
+                                        b"duration_ms", b"source", b"extra"]), FIELD_VALUES))
+@settings(max_examples=2000)
+def test_the_fast_path_agrees_with_the_strict_parser(changes: dict[bytes, bytes]) -> None:
+    fields = {**GOOD, **changes}
+    try:
+        expected: object = parse_strict(fields)
+    except InvalidEvent as e:
+        expected = (e.field, str(e))
+    try:
+        got: object = TraceEvent(*parse_parts(fields))
+    except InvalidEvent as e:
+        got = (e.field, str(e))
+    assert got == expected
