@@ -103,3 +103,11 @@ def evaluate(
     )
     status: Status = "anomaly" if is_anomaly else "normal"
     return Verdict(is_anomaly, status, duration_ms, ref, baseline, threshold, reason)
+
+
+def judged_threshold(baseline: Baseline | None, params: RuleParams) -> Threshold | None:
+    """The threshold `evaluate` compares against, or None where it judges nothing (no
+    baseline, too few samples): only durations above it need `evaluate` at all."""
+    if baseline is None or baseline.count == 0 or baseline.count < params.min_samples:
+        return None
+    return threshold_of(baseline, params)

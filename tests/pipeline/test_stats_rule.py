@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.buckets import TimeBucket
 from pipeline.keys import BucketRef
-from pipeline.rule import RuleParams, evaluate, ms, threshold_of
+from pipeline.rule import RuleParams, evaluate, judged_threshold, ms, threshold_of
 from pipeline.stats import Baseline, compute_baseline, samples_to_ms
 
 REF = BucketRef("checkout", "POST /pay", TimeBucket(14, "weekday"))
@@ -107,3 +109,18 @@ def test_params_change_the_verdict() -> None:
                                              (0.25, "0.25 ms"), (0.0, "0 ms")])
 def test_ms_formatting(value: float, text: str) -> None:
     assert ms(value) == text
+
+
+@given(
+    st.floats(0, 1e6, allow_nan=False),
+    st.none() | st.builds(Baseline, st.floats(0, 1e4), st.floats(0, 1e4), st.floats(0, 1e3),
+                          st.integers(0, 2000), st.just(0)),
+    st.integers(0, 100),
+)
+def test_judged_threshold_says_exactly_when_evaluate_flags(
+    duration_ms: float, baseline: Baseline | None, min_samples: int
+) -> None:
+    params = RuleParams(min_samples=min_samples)
+    t = judged_threshold(baseline, params)
+    flagged = t is not None and duration_ms > t.value_ms
+    assert flagged == evaluate(duration_ms, REF, baseline, params, TZ).is_anomaly
