@@ -19,13 +19,14 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import bucket_of
+from pipeline.buckets import ZoneBuckets
 from pipeline.errors import InvalidEvent
-from pipeline.events import TraceEvent, format_ms, parse_entry
+from pipeline.events import EventParts, TraceEvent, format_ms, parse_parts
 from pipeline.keys import INGEST_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
-from pipeline.rule import RuleParams, Verdict, evaluate
+from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
+from pipeline.stats import Baseline
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ DEAD_VALUE_BYTES = 1024
 DEAD_MAX_FIELDS = 32
 # A service at its endpoint cap logs once per this many seconds, not once per event.
 CAP_LOG_EVERY_S = 60.0
+# Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
+# with more live buckets than this rebuilds the names now and then, nothing worse.
+MAX_MEMO_BUCKETS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,28 @@ class IngestParams:
     lag_alert_entries: int = 100_000
     dead_maxlen: int = 100_000
     anomalies_maxlen: int = 10_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BucketKeys:
+    """One bucket's id and key names, memoised per bucket; hashed by identity (fast)."""
+
+    ref: BucketRef
+    id: str
+    dur: str
+    mark: str
+    index: str  # the service's endpoint index, for its cap
+    seen: str  # prefix of the bucket's dedup keys, completed by the trace ID
+
+    @classmethod
+    def of(cls, ref: BucketRef, keys: Keys) -> BucketKeys:
+        bucket_id = ref.id
+        return cls(ref, bucket_id, keys.dur(bucket_id), keys.mark(bucket_id),
+                   keys.endpoints(ref.service), keys.seen(ref.tag, ""))
+
+
+# One valid entry on its way to the script: stream id, parsed fields, its bucket.
+Item = tuple[bytes, EventParts, BucketKeys]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +117,9 @@ class Ingestor:
         self.consumer = consumer
         self._script = redis.register_script(INGEST_LUA)
         self._cap_logged: dict[str, float] = {}
+        self._zone_buckets = ZoneBuckets(zone)
+        self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
+        self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight always completes and is acked."""
@@ -184,16 +213,15 @@ class Ingestor:
     async def handle(self, entries: list[streams.Entry]) -> BatchResult:
         """Validate, dead-letter the bad, apply the good atomically; acks every entry."""
         started = time.perf_counter()
-        valid: list[tuple[bytes, TraceEvent, BucketRef]] = []
+        valid: list[Item] = []
         invalid: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
             try:
-                event = parse_entry(fields)
+                parts = parse_parts(fields)
             except InvalidEvent as e:
                 invalid.append((entry_id, fields, str(e)))
                 continue
-            bucket = bucket_of(event.start_ns, self.zone)
-            valid.append((entry_id, event, BucketRef(event.service, event.endpoint, bucket)))
+            valid.append((entry_id, parts, self._bucket(parts)))
         if invalid:
             await self.dead_letter(invalid)
         result, rejected = await self._apply_or_isolate(valid) if valid else (BatchResult(), [])
@@ -207,8 +235,20 @@ class Ingestor:
         self._record(result, len(entries), time.perf_counter() - started)
         return result
 
+    def _bucket(self, parts: EventParts) -> BucketKeys:
+        """The event's bucket with its key names, built once per bucket (escaping is slow)."""
+        time_bucket = self._zone_buckets(parts[3])
+        memo_key = (parts[1], parts[2], time_bucket.hour, time_bucket.day_type)
+        bucket = self._bucket_memo.get(memo_key)
+        if bucket is None:
+            if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
+                self._bucket_memo.clear()
+            bucket = BucketKeys.of(BucketRef(parts[1], parts[2], time_bucket), self.keys)
+            self._bucket_memo[memo_key] = bucket
+        return bucket
+
     async def _apply_or_isolate(
-        self, valid: list[tuple[bytes, TraceEvent, BucketRef]]
+        self, valid: list[Item]
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """Apply the batch; if Redis rejects it, apply entry by entry so only the culprit
         is dead-lettered (the script fails before its first write, so retrying is safe)."""
@@ -243,40 +283,64 @@ class Ingestor:
         m.ingest_batch_seconds.observe(seconds)
 
     async def apply(
-        self, valid: list[tuple[bytes, TraceEvent, BucketRef]]
+        self, valid: list[Item]
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """One Lua call for the batch. Returns the counts and the entries it left unacked
         because their service is at its endpoint cap, each with the reason."""
-        groups: dict[str, list[tuple[bytes, TraceEvent, BucketRef]]] = {}
+        groups: dict[BucketKeys, list[Item]] = {}
         for item in valid:
-            groups.setdefault(item[2].id, []).append(item)
-        baselines = await self.baselines.get_many(groups)
+            group = groups.get(item[2])
+            if group is None:
+                groups[item[2]] = group = []
+            group.append(item)
+        baselines = await self.baselines.get_many([b.id for b in groups])
         p = self.params
         keys = [self.keys.traces, self.keys.dirty, self.keys.anomalies]
         seen_keys: list[str] = []
+        ids: list[bytes] = []
+        flags: list[str | int] = []
+        per_bucket: list[str | int] = []
+        for bucket, items in groups.items():
+            keys += [bucket.dur, bucket.mark, bucket.index]
+            per_bucket += [bucket.id, bucket.ref.endpoint, len(items)]
+            per_bucket += [round(parts[4] * 1000) for _i, parts, _b in items]  # duration_us
+            seen_keys += [bucket.seen + parts[0] for _i, parts, _b in items]
+            threshold = self._threshold(bucket, baselines[bucket.id])
+            if threshold is not None:
+                for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
+                    if parts[4] > threshold.value_ms:
+                        fields = self._anomaly(parts, bucket, baselines[bucket.id])
+                        flags += [n, len(fields), *fields]
+            ids += [entry_id for entry_id, _p, _b in items]
         args: list[str | bytes | int] = [
             INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
-            p.anomalies_maxlen, len(groups), p.max_endpoints_per_service,
+            p.anomalies_maxlen, len(groups), p.max_endpoints_per_service, len(ids), len(flags),
+            *flags, *ids, *per_bucket,
         ]
-        for bucket_id, items in groups.items():
-            ref0 = items[0][2]
-            keys += [self.keys.dur(bucket_id), self.keys.mark(bucket_id),
-                     self.keys.endpoints(ref0.service)]
-            args += [bucket_id, ref0.endpoint, len(items)]
-            for entry_id, event, ref in items:
-                seen_keys.append(self.keys.seen(ref.tag, event.trace_id))
-                verdict = evaluate(event.duration_ms, ref, baselines[bucket_id], self.rule,
-                                   self.tz_name)
-                fields = anomaly_fields(event, verdict) if verdict.is_anomaly else []
-                args += [entry_id, event.duration_us, len(fields), *fields]
         new, dup, marked, flagged, *capped = await self._script(keys=keys + seen_keys, args=args)
-        buckets = list(groups.values())
+        buckets = list(groups.items())
         rejected = [
-            (entry_id, self._cap_reason(ref))
-            for b in capped for entry_id, _e, ref in buckets[int(b) - 1]
+            (entry_id, self._cap_reason(buckets[int(b) - 1][0].ref))
+            for b in capped for entry_id, _p, _b in buckets[int(b) - 1][1]
         ]
         result = BatchResult(int(new), int(dup), 0, int(marked), int(flagged), len(rejected))
         return result, rejected
+
+    def _threshold(self, bucket: BucketKeys, baseline: Baseline | None) -> Threshold | None:
+        """`judged_threshold`, kept per bucket while its baseline object stays the same."""
+        cached = self._thresholds.get(bucket.id)
+        if cached is None or cached[0] is not baseline:
+            if len(self._thresholds) >= MAX_MEMO_BUCKETS:
+                self._thresholds.clear()
+            cached = self._thresholds[bucket.id] = (baseline, judged_threshold(baseline, self.rule))
+        return cached[1]
+
+    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None) -> list[str]:
+        """The anomaly entry's fields, from the full verdict (only for flagged events)."""
+        event = TraceEvent(*parts)
+        verdict = evaluate(event.duration_ms, bucket.ref, baseline, self.rule, self.tz_name)
+        assert verdict.is_anomaly, "judged_threshold and evaluate disagree"
+        return anomaly_fields(event, verdict)
 
     def _cap_reason(self, ref: BucketRef) -> str:
         cap = self.params.max_endpoints_per_service
