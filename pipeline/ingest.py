@@ -24,6 +24,7 @@ from pipeline.errors import InvalidEvent
 from pipeline.events import EventParts, TraceEvent, format_ms, parse_parts
 from pipeline.keys import INGEST_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
+from pipeline.packed_script import PackedScript
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
 from pipeline.stats import Baseline
@@ -68,16 +69,19 @@ class BucketKeys:
 
     ref: BucketRef
     id: str
-    dur: str
-    mark: str
-    index: str  # the service's endpoint index, for its cap
     seen: str  # prefix of the bucket's dedup keys, completed by the trace ID
+    # What the script takes, as bytes: dur list, dirty mark, the service's endpoint index.
+    keys: tuple[bytes, bytes, bytes]
+    id_b: bytes
+    endpoint_b: bytes
 
     @classmethod
     def of(cls, ref: BucketRef, keys: Keys) -> BucketKeys:
         bucket_id = ref.id
-        return cls(ref, bucket_id, keys.dur(bucket_id), keys.mark(bucket_id),
-                   keys.endpoints(ref.service), keys.seen(ref.tag, ""))
+        script_keys = (keys.dur(bucket_id).encode(), keys.mark(bucket_id).encode(),
+                       keys.endpoints(ref.service).encode())
+        return cls(ref, bucket_id, keys.seen(ref.tag, ""), script_keys, bucket_id.encode(),
+                   ref.endpoint.encode())
 
 
 # One valid entry on its way to the script: stream id, parsed fields, its bucket.
@@ -115,7 +119,13 @@ class Ingestor:
         self.baselines = baselines
         self.metrics = metrics
         self.consumer = consumer
-        self._script = redis.register_script(INGEST_LUA)
+        self._script = PackedScript(redis, INGEST_LUA)
+        self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies)]
+        p = params
+        self._static_args = [str(a).encode() for a in (
+            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
+            p.anomalies_maxlen)]
+        self._max_endpoints_arg = str(p.max_endpoints_per_service).encode()
         self._cap_logged: dict[str, float] = {}
         self._zone_buckets = ZoneBuckets(zone)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
@@ -294,30 +304,27 @@ class Ingestor:
                 groups[item[2]] = group = []
             group.append(item)
         baselines = await self.baselines.get_many([b.id for b in groups])
-        p = self.params
-        keys = [self.keys.traces, self.keys.dirty, self.keys.anomalies]
-        seen_keys: list[str] = []
+        keys = list(self._stream_keys)
+        seen_keys: list[bytes] = []
         ids: list[bytes] = []
-        flags: list[str | int] = []
-        per_bucket: list[str | int] = []
+        flags: list[bytes] = []
+        per_bucket: list[bytes] = []
         for bucket, items in groups.items():
-            keys += [bucket.dur, bucket.mark, bucket.index]
-            per_bucket += [bucket.id, bucket.ref.endpoint, len(items)]
-            per_bucket += [round(parts[4] * 1000) for _i, parts, _b in items]  # duration_us
-            seen_keys += [bucket.seen + parts[0] for _i, parts, _b in items]
+            keys += bucket.keys
+            per_bucket += [bucket.id_b, bucket.endpoint_b, b"%d" % len(items)]
+            per_bucket += [b"%d" % round(parts[4] * 1000) for _i, parts, _b in items]  # us
+            seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
             threshold = self._threshold(bucket, baselines[bucket.id])
             if threshold is not None:
                 for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
                     if parts[4] > threshold.value_ms:
                         fields = self._anomaly(parts, bucket, baselines[bucket.id])
-                        flags += [n, len(fields), *fields]
+                        flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
             ids += [entry_id for entry_id, _p, _b in items]
-        args: list[str | bytes | int] = [
-            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
-            p.anomalies_maxlen, len(groups), p.max_endpoints_per_service, len(ids), len(flags),
-            *flags, *ids, *per_bucket,
-        ]
-        new, dup, marked, flagged, *capped = await self._script(keys=keys + seen_keys, args=args)
+        args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
+                b"%d" % len(ids), b"%d" % len(flags), *flags, *ids, *per_bucket]
+        keys += seen_keys
+        new, dup, marked, flagged, *capped = await self._script(keys, args)
         buckets = list(groups.items())
         rejected = [
             (entry_id, self._cap_reason(buckets[int(b) - 1][0].ref))
