@@ -1,18 +1,22 @@
 """Reading baselines from `<p>base:*`, with an optional in-process cache for the hot paths.
 
 Freshness: recompute bumps `<p>base-version` in the same pipeline that writes a window's
-baselines. A caching store re-reads that counter at most every `version_check_s` (0.5 s)
-and, when it moved, drops its whole cache, so a recomputed baseline is served within
-about half a second of being written. `cache_ttl_s` (no longer than one window, enforced
-by the settings) stays the hard bound on the age of a cached entry: if the version cannot
-be read (Redis briefly unreachable) or nobody bumps it, entries still expire on time.
-In the steady state a check therefore costs no Redis round trip, except for the one
-request per `version_check_s` that reads the counter.
+baselines. A caching store re-reads that counter every `version_check_s` (0.5 s) and,
+when it moved, drops its whole cache, so a recomputed baseline is served within about
+half a second of being written. A long-lived reader (the API) runs `watch_versions()` as
+a background task, so no request ever waits for that GET; without the task, the first
+request after each interval reads the counter itself. `cache_ttl_s` (no longer than one
+window, enforced by the settings) stays the hard bound on the age of a cached entry: if
+the version cannot be read (Redis briefly unreachable), nobody bumps it or the watch
+stalls, entries still expire on time. In the steady state a lookup is a dict read
+(`cached`) and costs no Redis round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +33,15 @@ log = logging.getLogger(__name__)
 # How stale a cached baseline may be after recompute rewrote it: one GET per interval
 # is nothing next to the checks it serves, and half a second is far inside one window.
 VERSION_CHECK_S = 0.5
+
+
+class Miss(enum.Enum):
+    """What `cached` returns when only a fetch can answer (None is a cached "no baseline")."""
+
+    MISS = "miss"
+
+
+MISS = Miss.MISS
 
 
 class BaselineStore:
@@ -56,12 +69,44 @@ class BaselineStore:
         self._version_check_s = version_check_s
         self._version: bytes | str | None = None
         self._next_version_check = 0.0
+        self._watched = False  # a watch_versions() task reads the counter: requests never do
         # Bumped on every clear: a fetch that started before it must not refill the cache.
         self._generation = 0
         self._inflight: dict[str, asyncio.Future[dict[str, Baseline | None]]] = {}
 
     async def get(self, bucket_id: str) -> Baseline | None:
         return (await self.get_many((bucket_id,)))[bucket_id]
+
+    def cached(self, bucket_id: str) -> Baseline | None | Miss:
+        """The cached baseline (None: cached as absent), or MISS when only `get` can tell.
+
+        No coroutine and no clock beyond one monotonic read: the check path's steady state.
+        """
+        hit = self._cache.get(bucket_id)
+        if hit is None:
+            return MISS
+        now = self._clock()
+        if hit[0] <= now or (not self._watched and self._version_due(now)):
+            return MISS
+        return hit[1]
+
+    async def watch_versions(self, stop: asyncio.Event) -> None:
+        """Read the version every `version_check_s` until `stop` is set (an app's lifetime).
+
+        Meanwhile requests skip the check; if this task ends, they resume doing it. Stopped
+        by an event, not by cancelling: a cancellation landing inside redis-py's GET was
+        seen swallowed there, leaving the task alive and the app's cleanup waiting on it."""
+        interval_s = self._version_check_s
+        if self._ttl_s <= 0 or interval_s is None:
+            return  # nothing cached, or versions not followed: nothing to watch
+        self._watched = True
+        try:
+            while not stop.is_set():
+                await self._check_version(self._clock())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
+        finally:
+            self._watched = False
 
     async def get_many(self, bucket_ids: Iterable[str]) -> dict[str, Baseline | None]:
         now = self._clock()
@@ -128,7 +173,7 @@ class BaselineStore:
         return fetched
 
     def _version_due(self, now: float) -> bool:
-        return (self._ttl_s > 0 and self._version_check_s is not None
+        return (self._ttl_s > 0 and self._version_check_s is not None and not self._watched
                 and now >= self._next_version_check)
 
     async def _check_version(self, now: float) -> None:

@@ -14,14 +14,9 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pipeline.metrics import Metrics
-from services.api import CTX, auth_middleware, create_app, errors_middleware
+from services.api import api_middleware, create_app
 from services.config import Settings
 from services.redis_client import connect
-
-
-class _NoAuth:
-    token = None
-
 
 CONSTANT_JSON = b'{"isAnomaly":false,"status":"normal","reason":"constant"}'
 
@@ -45,8 +40,7 @@ def bare_app(middlewares: str = "") -> web.Application:
     elif middlewares == "noop":
         app = web.Application(middlewares=[passthrough])
     else:
-        app = web.Application(middlewares=[errors_middleware, auth_middleware])
-        app[CTX] = _NoAuth()  # type: ignore[assignment,misc]
+        app = web.Application(middlewares=[api_middleware(token=None)])
     app.router.add_post("/v1/anomaly/check", constant)
     return app
 
