@@ -132,47 +132,78 @@ class Ingestor:
         self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; the batch in flight always completes and is acked."""
+        """Consume until `stop` is set; the batch in flight always completes and is acked.
+
+        The next batch is read while the current one is applied: Redis serves the read
+        while this process packs the script call, and this process decodes the read's reply
+        while Redis runs the script. A batch read ahead is pending under this consumer like
+        any other until its script acks it, and a stop handles it before returning.
+        """
         backoff = Backoff()
         next_claim = next_trim = 0.0
         started = False
-        while not stop.is_set():
-            try:
-                if not started:
-                    await streams.ensure_group(self.redis, self.keys.traces, INGEST_GROUP)
-                    await self._drain_own_pending()
-                    started = True
-                now = time.monotonic()
-                if now >= next_claim:
-                    await self.reclaim()
-                    next_claim = now + self.params.claim_every_s
-                if now >= next_trim:
-                    await streams.safe_trim(self.redis, self.keys.traces)
-                    await self.watch_lag()
-                    next_trim = now + self.params.trim_every_s
-                entries = await streams.read_new(
-                    self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
-                    self.params.batch_size, self.params.block_ms,
-                )
-                if entries:
-                    await self.handle(entries)
-                backoff.reset()
-            except Exception as e:
-                if streams.is_nogroup(e):
-                    log.warning("event=group_missing stream=%s action=recreate", self.keys.traces)
-                    started = False
-                    continue
-                if not isinstance(e, TRANSIENT):
-                    raise
-                self.metrics.redis_errors.labels("ingest").inc()
-                log.warning("event=redis_error stage=ingest error=%r action=retry", e)
-                await backoff.wait(stop)
+        ahead: asyncio.Task[list[streams.Entry]] | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if not started:
+                        await streams.ensure_group(self.redis, self.keys.traces, INGEST_GROUP)
+                        await self._drain_own_pending()
+                        started = True
+                    now = time.monotonic()
+                    if now >= next_claim:
+                        await self.reclaim()
+                        next_claim = now + self.params.claim_every_s
+                    if now >= next_trim:
+                        await streams.safe_trim(self.redis, self.keys.traces)
+                        await self.watch_lag()
+                        next_trim = now + self.params.trim_every_s
+                    reading, ahead = ahead or self._read_next(), None
+                    entries = await reading
+                    if entries:
+                        ahead = None if stop.is_set() else self._read_next()
+                        await self.handle(entries)
+                    backoff.reset()
+                except Exception as e:
+                    if streams.is_nogroup(e):
+                        log.warning("event=group_missing stream=%s action=recreate",
+                                    self.keys.traces)
+                        started = False
+                        continue
+                    if not isinstance(e, TRANSIENT):
+                        raise
+                    self.metrics.redis_errors.labels("ingest").inc()
+                    log.warning("event=redis_error stage=ingest error=%r action=retry", e)
+                    await backoff.wait(stop)
+            if ahead is not None:
+                reading, ahead = ahead, None
+                await self._finish(reading)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
         try:
             await streams.leave_group(self.redis, self.keys.traces, INGEST_GROUP, self.consumer)
         except Exception as e:
             if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
                 raise
         log.info("event=stopped stage=ingest consumer=%s", self.consumer)
+
+    def _read_next(self) -> asyncio.Task[list[streams.Entry]]:
+        return asyncio.create_task(streams.read_new(
+            self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
+            self.params.batch_size, self.params.block_ms,
+        ))
+
+    async def _finish(self, reading: asyncio.Task[list[streams.Entry]]) -> None:
+        """On stop, handle the batch read ahead; if Redis is gone it stays pending (another
+        consumer reclaims it, or this one drains it on restart)."""
+        try:
+            if entries := await reading:
+                await self.handle(entries)
+        except Exception as e:
+            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+                raise
+            log.warning("event=shutdown_incomplete stage=ingest error=%r", e)
 
     async def _drain_own_pending(self) -> None:
         while entries := await streams.read_own_pending(

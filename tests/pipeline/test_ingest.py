@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -115,3 +116,20 @@ async def test_flagged_events_are_recorded_once_among_normal_ones_and_capped_buc
     dead = await redis.xrange(keys.dead)
     assert len(dead) == 10 and all(f[b"endpoint"] == b"GET /new" for _i, f in dead)
     assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+
+
+async def test_a_stop_handles_the_batch_read_ahead_and_leaves_nothing_pending(
+    redis: Redis, keys: Keys
+) -> None:
+    for i in range(2000):
+        await redis.xadd(keys.traces, event(i, 10))
+    ing = ingestor(redis, keys)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ing.run(stop))
+    while not await redis.exists(keys.dirty):  # the first batch is applied
+        await asyncio.sleep(0.001)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    (group,) = await redis.xinfo_groups(keys.traces)
+    assert group["pending"] == 0 and 0 < group["entries-read"] < 2000
+    assert await redis.llen(keys.dur(ref().id)) == min(group["entries-read"], 1000)
