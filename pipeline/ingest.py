@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
@@ -19,27 +18,21 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import ZoneBuckets
 from pipeline.errors import InvalidEvent
-from pipeline.events import EventParts, TraceEvent, format_ms, parse_parts
+from pipeline.events import parse_parts
+from pipeline.ingest_call import BucketKeys, IngestCall, Item
 from pipeline.keys import INGEST_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
-from pipeline.packed_script import PackedScript
 from pipeline.retry import TRANSIENT, Backoff
-from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
-from pipeline.stats import Baseline
+from pipeline.rule import RuleParams
 
 log = logging.getLogger(__name__)
 
-INGEST_LUA = (Path(__file__).parent / "ingest.lua").read_text()
 # Dead-lettered values longer than this are clipped: the reason matters, not 1 MB of junk.
 DEAD_VALUE_BYTES = 1024
 DEAD_MAX_FIELDS = 32
 # A service at its endpoint cap logs once per this many seconds, not once per event.
 CAP_LOG_EVERY_S = 60.0
-# Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
-# with more live buckets than this rebuilds the names now and then, nothing worse.
-MAX_MEMO_BUCKETS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,31 +54,6 @@ class IngestParams:
     lag_alert_entries: int = 100_000
     dead_maxlen: int = 100_000
     anomalies_maxlen: int = 10_000
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class BucketKeys:
-    """One bucket's id and key names, memoised per bucket; hashed by identity (fast)."""
-
-    ref: BucketRef
-    id: str
-    seen: str  # prefix of the bucket's dedup keys, completed by the trace ID
-    # What the script takes, as bytes: dur list, dirty mark, the service's endpoint index.
-    keys: tuple[bytes, bytes, bytes]
-    id_b: bytes
-    endpoint_b: bytes
-
-    @classmethod
-    def of(cls, ref: BucketRef, keys: Keys) -> BucketKeys:
-        bucket_id = ref.id
-        script_keys = (keys.dur(bucket_id).encode(), keys.mark(bucket_id).encode(),
-                       keys.endpoints(ref.service).encode())
-        return cls(ref, bucket_id, keys.seen(ref.tag, ""), script_keys, bucket_id.encode(),
-                   ref.endpoint.encode())
-
-
-# One valid entry on its way to the script: stream id, parsed fields, its bucket.
-Item = tuple[bytes, EventParts, BucketKeys]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,17 +87,8 @@ class Ingestor:
         self.baselines = baselines
         self.metrics = metrics
         self.consumer = consumer
-        self._script = PackedScript(redis, INGEST_LUA)
-        self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies)]
-        p = params
-        self._static_args = [str(a).encode() for a in (
-            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
-            p.anomalies_maxlen)]
-        self._max_endpoints_arg = str(p.max_endpoints_per_service).encode()
+        self._call = IngestCall(redis, keys, params, rule, zone)
         self._cap_logged: dict[str, float] = {}
-        self._zone_buckets = ZoneBuckets(zone)
-        self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
-        self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight always completes and is acked.
@@ -262,7 +221,7 @@ class Ingestor:
             except InvalidEvent as e:
                 invalid.append((entry_id, fields, str(e)))
                 continue
-            valid.append((entry_id, parts, self._bucket(parts)))
+            valid.append((entry_id, parts, self._call.bucket(parts)))
         if invalid:
             await self.dead_letter(invalid)
         result, rejected = await self._apply_or_isolate(valid) if valid else (BatchResult(), [])
@@ -275,18 +234,6 @@ class Ingestor:
         )
         self._record(result, len(entries), time.perf_counter() - started)
         return result
-
-    def _bucket(self, parts: EventParts) -> BucketKeys:
-        """The event's bucket with its key names, built once per bucket (escaping is slow)."""
-        time_bucket = self._zone_buckets(parts[3])
-        memo_key = (parts[1], parts[2], time_bucket.hour, time_bucket.day_type)
-        bucket = self._bucket_memo.get(memo_key)
-        if bucket is None:
-            if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
-                self._bucket_memo.clear()
-            bucket = BucketKeys.of(BucketRef(parts[1], parts[2], time_bucket), self.keys)
-            self._bucket_memo[memo_key] = bucket
-        return bucket
 
     async def _apply_or_isolate(
         self, valid: list[Item]
@@ -335,27 +282,7 @@ class Ingestor:
                 groups[item[2]] = group = []
             group.append(item)
         baselines = await self.baselines.get_many([b.id for b in groups])
-        keys = list(self._stream_keys)
-        seen_keys: list[bytes] = []
-        ids: list[bytes] = []
-        flags: list[bytes] = []
-        per_bucket: list[bytes] = []
-        for bucket, items in groups.items():
-            keys += bucket.keys
-            per_bucket += [bucket.id_b, bucket.endpoint_b, b"%d" % len(items)]
-            per_bucket += [b"%d" % round(parts[4] * 1000) for _i, parts, _b in items]  # us
-            seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
-            threshold = self._threshold(bucket, baselines[bucket.id])
-            if threshold is not None:
-                for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
-                    if parts[4] > threshold.value_ms:
-                        fields = self._anomaly(parts, bucket, baselines[bucket.id])
-                        flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
-            ids += [entry_id for entry_id, _p, _b in items]
-        args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
-                b"%d" % len(ids), b"%d" % len(flags), *flags, *ids, *per_bucket]
-        keys += seen_keys
-        new, dup, marked, flagged, *capped = await self._script(keys, args)
+        new, dup, marked, flagged, *capped = await self._call(groups, baselines)
         buckets = list(groups.items())
         rejected = [
             (entry_id, self._cap_reason(buckets[int(b) - 1][0].ref))
@@ -363,22 +290,6 @@ class Ingestor:
         ]
         result = BatchResult(int(new), int(dup), 0, int(marked), int(flagged), len(rejected))
         return result, rejected
-
-    def _threshold(self, bucket: BucketKeys, baseline: Baseline | None) -> Threshold | None:
-        """`judged_threshold`, kept per bucket while its baseline object stays the same."""
-        cached = self._thresholds.get(bucket.id)
-        if cached is None or cached[0] is not baseline:
-            if len(self._thresholds) >= MAX_MEMO_BUCKETS:
-                self._thresholds.clear()
-            cached = self._thresholds[bucket.id] = (baseline, judged_threshold(baseline, self.rule))
-        return cached[1]
-
-    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None) -> list[str]:
-        """The anomaly entry's fields, from the full verdict (only for flagged events)."""
-        event = TraceEvent(*parts)
-        verdict = evaluate(event.duration_ms, bucket.ref, baseline, self.rule, self.tz_name)
-        assert verdict.is_anomaly, "judged_threshold and evaluate disagree"
-        return anomaly_fields(event, verdict)
 
     def _cap_reason(self, ref: BucketRef) -> str:
         cap = self.params.max_endpoints_per_service
@@ -427,16 +338,3 @@ def clip_fields(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
             value = value[:DEAD_VALUE_BYTES] + f"...[{len(value)} bytes]".encode()
         out[name[:DEAD_VALUE_BYTES]] = value
     return out
-
-
-def anomaly_fields(event: TraceEvent, verdict: Verdict) -> list[str]:
-    """Flat fields of one `<p>anomalies` entry (readable with redis-cli XRANGE)."""
-    b, t = verdict.baseline, verdict.threshold
-    assert b is not None and t is not None
-    return [
-        "trace_id", event.trace_id, "service", event.service, "endpoint", event.endpoint,
-        "bucket", verdict.ref.id, "start_ns", str(event.start_ns),
-        "duration_ms", format_ms(event.duration_ms), "threshold_ms", format_ms(t.value_ms),
-        "term", t.term, "p50", format_ms(b.p50), "p95", format_ms(b.p95),
-        "mad", format_ms(b.mad), "count", str(b.count), "reason", verdict.reason,
-    ]

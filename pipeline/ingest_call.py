@@ -1,0 +1,144 @@
+"""One batch as one call of pipeline/ingest.lua: buckets and their key names, flagged events.
+
+The call's layout is documented at the top of ingest.lua. Per event it carries the seen
+key, the duration and the stream id; per bucket its three keys, id and endpoint; anomaly
+fields only for the events above their bucket's threshold. Key names and thresholds are
+remembered per bucket, since escaping names and building thresholds per event was most
+of ingest's Python time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from pipeline.buckets import ZoneBuckets
+from pipeline.events import EventParts, TraceEvent, format_ms
+from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.packed_script import PackedScript
+from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
+from pipeline.stats import Baseline
+
+if TYPE_CHECKING:
+    from pipeline.ingest import IngestParams
+
+INGEST_LUA = (Path(__file__).parent / "ingest.lua").read_text()
+# Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
+# with more live buckets than this rebuilds the names now and then, nothing worse.
+MAX_MEMO_BUCKETS = 50_000
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BucketKeys:
+    """One bucket's id and key names, memoised per bucket; hashed by identity (fast)."""
+
+    ref: BucketRef
+    id: str
+    seen: str  # prefix of the bucket's dedup keys, completed by the trace ID
+    # What the script takes, as bytes: dur list, dirty mark, the service's endpoint index.
+    keys: tuple[bytes, bytes, bytes]
+    id_b: bytes
+    endpoint_b: bytes
+
+    @classmethod
+    def of(cls, ref: BucketRef, keys: Keys) -> BucketKeys:
+        bucket_id = ref.id
+        script_keys = (keys.dur(bucket_id).encode(), keys.mark(bucket_id).encode(),
+                       keys.endpoints(ref.service).encode())
+        return cls(ref, bucket_id, keys.seen(ref.tag, ""), script_keys, bucket_id.encode(),
+                   ref.endpoint.encode())
+
+
+# One valid entry on its way to the script: stream id, parsed fields, its bucket.
+Item = tuple[bytes, EventParts, BucketKeys]
+
+
+class IngestCall:
+    """Builds and makes the script call for a batch grouped by bucket."""
+
+    def __init__(self, redis: Redis, keys: Keys, params: IngestParams, rule: RuleParams,
+                 zone: ZoneInfo) -> None:
+        self.keys = keys
+        self._rule = rule
+        self._tz_name = str(zone.key)
+        self._script = PackedScript(redis, INGEST_LUA)
+        self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies)]
+        p = params
+        self._static_args = [str(a).encode() for a in (
+            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
+            p.anomalies_maxlen)]
+        self._max_endpoints_arg = str(p.max_endpoints_per_service).encode()
+        self._zone_buckets = ZoneBuckets(zone)
+        self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
+        self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
+
+    def bucket(self, parts: EventParts) -> BucketKeys:
+        """The event's bucket with its key names, built once per bucket (escaping is slow)."""
+        time_bucket = self._zone_buckets(parts[3])
+        memo_key = (parts[1], parts[2], time_bucket.hour, time_bucket.day_type)
+        bucket = self._bucket_memo.get(memo_key)
+        if bucket is None:
+            if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
+                self._bucket_memo.clear()
+            bucket = BucketKeys.of(BucketRef(parts[1], parts[2], time_bucket), self.keys)
+            self._bucket_memo[memo_key] = bucket
+        return bucket
+
+    async def __call__(
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
+    ) -> list[Any]:
+        """The script's reply: new, duplicate, marked, flagged, capped bucket ordinals..."""
+        keys = list(self._stream_keys)
+        seen_keys: list[bytes] = []
+        ids: list[bytes] = []
+        flags: list[bytes] = []
+        per_bucket: list[bytes] = []
+        for bucket, items in groups.items():
+            keys += bucket.keys
+            per_bucket += [bucket.id_b, bucket.endpoint_b, b"%d" % len(items)]
+            per_bucket += [b"%d" % round(parts[4] * 1000) for _i, parts, _b in items]  # us
+            seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
+            threshold = self._threshold(bucket, baselines[bucket.id])
+            if threshold is not None:
+                for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
+                    if parts[4] > threshold.value_ms:
+                        fields = self._anomaly(parts, bucket, baselines[bucket.id])
+                        flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
+            ids += [entry_id for entry_id, _p, _b in items]
+        args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
+                b"%d" % len(ids), b"%d" % len(flags), *flags, *ids, *per_bucket]
+        reply: list[Any] = await self._script(keys + seen_keys, args)
+        return reply
+
+    def _threshold(self, bucket: BucketKeys, baseline: Baseline | None) -> Threshold | None:
+        """`judged_threshold`, kept per bucket while its baseline object stays the same."""
+        cached = self._thresholds.get(bucket.id)
+        if cached is None or cached[0] is not baseline:
+            if len(self._thresholds) >= MAX_MEMO_BUCKETS:
+                self._thresholds.clear()
+            cached = self._thresholds[bucket.id] = (baseline, judged_threshold(baseline, self._rule))
+        return cached[1]
+
+    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None) -> list[str]:
+        """The anomaly entry's fields, from the full verdict (only for flagged events)."""
+        event = TraceEvent(*parts)
+        verdict = evaluate(event.duration_ms, bucket.ref, baseline, self._rule, self._tz_name)
+        assert verdict.is_anomaly, "judged_threshold and evaluate disagree"
+        return anomaly_fields(event, verdict)
+
+
+def anomaly_fields(event: TraceEvent, verdict: Verdict) -> list[str]:
+    """Flat fields of one `<p>anomalies` entry (readable with redis-cli XRANGE)."""
+    b, t = verdict.baseline, verdict.threshold
+    assert b is not None and t is not None
+    return [
+        "trace_id", event.trace_id, "service", event.service, "endpoint", event.endpoint,
+        "bucket", verdict.ref.id, "start_ns", str(event.start_ns),
+        "duration_ms", format_ms(event.duration_ms), "threshold_ms", format_ms(t.value_ms),
+        "term", t.term, "p50", format_ms(b.p50), "p95", format_ms(b.p95),
+        "mad", format_ms(b.mad), "count", str(b.count), "reason", verdict.reason,
+    ]
