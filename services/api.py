@@ -13,7 +13,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,12 +27,18 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pipeline.baselines import BaselineStore, Miss
-from pipeline.buckets import TimeBucket, ZoneBuckets, bucket_of, load_zone, parse_day_type
+from pipeline.buckets import (
+    TimeBucket,
+    ZoneBuckets,
+    bucket_of,
+    load_zone,
+    parse_day_type,
+)
 from pipeline.errors import InvalidEvent, StoreUnavailable
-from pipeline.events import check_duration_ms, check_name, check_start_ns
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
+from services.checks import CheckParser, read_json, string_field
 from services.config import Settings
 from services.health import Health
 from services.logs import REQUEST_ID
@@ -68,6 +74,7 @@ class Ctx:
         self.token = settings.api.token.encode() if settings.api.token else None
         # The check path's precomputed work: time-zone slots and compiled verdicts.
         self.buckets = ZoneBuckets(self.zone)
+        self.parse = CheckParser(self.zone, self.buckets)
         self.verdicts = VerdictCache(self.rule, self.tz_name, metrics.check_requests)
 
 
@@ -139,83 +146,19 @@ def _error_response(request: web.Request, e: Exception, request_id: str) -> web.
     return error(500, "internal error", requestId=request_id)
 
 
-async def read_json(request: web.Request) -> Any:
-    body = await request.read()  # aiohttp answers 413 past client_max_size
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise InvalidEvent("body", f"is not valid JSON: {e}") from e
-
-
-def _string(body: dict[str, Any], name: str, max_chars: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str):
-        raise InvalidEvent(name, "is required and must be a string")
-    try:
-        return check_name(name, value, max_chars)
-    except InvalidEvent as e:
-        raise InvalidEvent(name, e.message) from e
-
-
-def _start_ns(body: dict[str, Any]) -> int:
-    value = body.get("startTimeUnixNano")
-    if isinstance(value, str) and value.isdigit() and len(value) <= 20:
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidEvent(
-            "startTimeUnixNano", "is required: unix time in nanoseconds, as a string or integer"
-        )
-    try:
-        return check_start_ns(value)
-    except InvalidEvent as e:
-        raise InvalidEvent("startTimeUnixNano", e.message) from e
-
-
-def _duration_ms(body: dict[str, Any]) -> float:
-    value = body.get("durationMs")
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidEvent("durationMs", "is required and must be a number (milliseconds)")
-    try:
-        return check_duration_ms(float(value))
-    except (InvalidEvent, OverflowError) as e:
-        raise InvalidEvent(
-            "durationMs", f"must be a finite number between 0 and 604800000, got {value}"
-        ) from e
-
-
-def check_of(
-    body: Any, zone: ZoneInfo, buckets: Callable[[int], TimeBucket] | None = None
-) -> tuple[BucketRef, float]:
-    """The bucket and duration of one check request, or InvalidEvent naming the field.
-
-    `buckets` (a ZoneBuckets of `zone`) answers from its cache; the result is the same."""
-    if not isinstance(body, dict):
-        raise InvalidEvent("body", "must be a JSON object")
-    service = _string(body, "rootServiceName", MAX_SERVICE_CHARS)
-    endpoint = _string(body, "rootTraceName", MAX_ENDPOINT_CHARS)
-    start_ns = _start_ns(body)
-    duration_ms = _duration_ms(body)
-    if not isinstance(body.get("traceId", ""), str):
-        raise InvalidEvent("traceId", "must be a string when given")
-    bucket = buckets(start_ns) if buckets is not None else bucket_of(start_ns, zone)
-    return BucketRef(service, endpoint, bucket), duration_ms
-
-
-async def judge(ctx: Ctx, items: list[tuple[BucketRef, float]]) -> list[dict[str, Any]]:
+async def judge(ctx: Ctx, items: list[tuple[BucketRef, str, float]]) -> list[dict[str, Any]]:
     """Verdicts as `verdict_json(evaluate(...))` builds them, from compiled parts (and
     counted by status); the baselines come from the store's cache in the steady state."""
-    ids = [ctx.verdicts.bucket_id(ref) for ref, _ in items]
-    baselines = await ctx.baselines.get_many(ids)
+    baselines = await ctx.baselines.get_many([bucket_id for _, bucket_id, _ in items])
     return [ctx.verdicts.verdict(ref, bucket_id, baselines[bucket_id], duration_ms)
-            for (ref, duration_ms), bucket_id in zip(items, ids, strict=True)]
+            for ref, bucket_id, duration_ms in items]
 
 
 async def check(request: web.Request) -> web.Response:
     """`judge` for one item, inlined: in the steady state no coroutine besides the body read."""
     started = time.perf_counter()
     ctx = request.app[CTX]
-    ref, duration_ms = check_of(await read_json(request), ctx.zone, ctx.buckets)
-    bucket_id = ctx.verdicts.bucket_id(ref)
+    ref, bucket_id, duration_ms = ctx.parse(await read_json(request))
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)
@@ -234,7 +177,7 @@ async def check_batch(request: web.Request) -> web.Response:
     items = []
     for i, trace in enumerate(traces):
         try:
-            items.append(check_of(trace, ctx.zone, ctx.buckets))
+            items.append(ctx.parse(trace))
         except InvalidEvent as e:
             raise InvalidEvent(f"traces[{i}].{e.field}", e.message) from e
     results = await judge(ctx, items)
@@ -244,13 +187,13 @@ async def check_batch(request: web.Request) -> web.Response:
 
 def _query_bucket(request: web.Request, ctx: Ctx) -> BucketRef:
     q = request.query
-    service = _string(dict(q), "service", MAX_SERVICE_CHARS)
-    endpoint = _string(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
+    service = string_field(dict(q), "service", MAX_SERVICE_CHARS)
+    endpoint = string_field(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
     now_bucket = bucket_of(time.time_ns(), ctx.zone)
     hour_text = q.get("hour")
     if hour_text is None:
         hour = now_bucket.hour
-    elif hour_text.isdigit() and 0 <= int(hour_text) <= 23:
+    elif hour_text.isdecimal() and 0 <= int(hour_text) <= 23:  # not isdigit: "²"
         hour = int(hour_text)
     else:
         raise InvalidEvent("hour", f"must be an integer 0-23, got {hour_text[:20]!r}")

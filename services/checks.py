@@ -1,0 +1,152 @@
+"""Check request bodies: JSON in, (bucket, bucket id, duration) out, or InvalidEvent naming the field.
+
+`check_of` is the definition. `CheckParser` answers the same for the requests most
+clients send (the usual JSON types, an endpoint already seen in this bucket) without
+re-running the name checks or rebuilding the bucket and its id, and hands everything
+else to `check_of`, so answers and errors are identical (tests/services/test_checks.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+from aiohttp import web
+
+from pipeline.buckets import TimeBucket, bucket_of
+from pipeline.errors import InvalidEvent
+from pipeline.events import (
+    MAX_DURATION_MS,
+    MAX_START_NS,
+    MIN_START_NS,
+    check_duration_ms,
+    check_name,
+    check_start_ns,
+)
+from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
+
+# Validated (service, endpoint, hour, day type)s remembered; past this the memo starts
+# over (a few thousand endpoints x 48 buckets is the working set of one API process).
+MAX_REFS = 50_000
+# The longest decimal string that can still be in range (unix ns before 2100: 19 digits).
+MAX_START_DIGITS = 20
+
+
+async def read_json(request: web.Request) -> Any:
+    body = await request.read()  # aiohttp answers 413 past client_max_size
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidEvent("body", f"is not valid JSON: {e}") from e
+
+
+def string_field(body: dict[str, Any], name: str, max_chars: int) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise InvalidEvent(name, "is required and must be a string")
+    try:
+        return check_name(name, value, max_chars)
+    except InvalidEvent as e:
+        raise InvalidEvent(name, e.message) from e
+
+
+def _start_ns(body: dict[str, Any]) -> int:
+    value = body.get("startTimeUnixNano")
+    # isdecimal, not isdigit: "²" is a digit that int() refuses (it was a 500).
+    if isinstance(value, str) and value.isdecimal() and len(value) <= MAX_START_DIGITS:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidEvent(
+            "startTimeUnixNano", "is required: unix time in nanoseconds, as a string or integer"
+        )
+    try:
+        return check_start_ns(value)
+    except InvalidEvent as e:
+        raise InvalidEvent("startTimeUnixNano", e.message) from e
+
+
+def _duration_ms(body: dict[str, Any]) -> float:
+    value = body.get("durationMs")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidEvent("durationMs", "is required and must be a number (milliseconds)")
+    try:
+        return check_duration_ms(float(value))
+    except (InvalidEvent, OverflowError) as e:
+        raise InvalidEvent(
+            "durationMs", f"must be a finite number between 0 and 604800000, got {value}"
+        ) from e
+
+
+def check_of(
+    body: Any, zone: ZoneInfo, buckets: Callable[[int], TimeBucket] | None = None
+) -> tuple[BucketRef, float]:
+    """The bucket and duration of one check request, or InvalidEvent naming the field.
+
+    `buckets` (a ZoneBuckets of `zone`) answers from its cache; the result is the same."""
+    if not isinstance(body, dict):
+        raise InvalidEvent("body", "must be a JSON object")
+    service = string_field(body, "rootServiceName", MAX_SERVICE_CHARS)
+    endpoint = string_field(body, "rootTraceName", MAX_ENDPOINT_CHARS)
+    start_ns = _start_ns(body)
+    duration_ms = _duration_ms(body)
+    if not isinstance(body.get("traceId", ""), str):
+        raise InvalidEvent("traceId", "must be a string when given")
+    bucket = buckets(start_ns) if buckets is not None else bucket_of(start_ns, zone)
+    return BucketRef(service, endpoint, bucket), duration_ms
+
+
+class CheckParser:
+    """`check_of` plus the bucket id, the usual request answered from a memo."""
+
+    def __init__(self, zone: ZoneInfo, buckets: Callable[[int], TimeBucket],
+                 max_refs: int = MAX_REFS) -> None:
+        self.zone = zone
+        self.buckets = buckets
+        self._max = max_refs
+        # Only check_of's accepted (service, endpoint) pairs get in: a hit needs no checks.
+        self._refs: dict[tuple[str, str, int, str], tuple[BucketRef, str]] = {}
+
+    def __call__(self, body: Any) -> tuple[BucketRef, str, float]:
+        fast = self._fast(body) if type(body) is dict else None
+        if fast is not None:
+            return fast
+        ref, duration_ms = check_of(body, self.zone, self.buckets)
+        return ref, self._remember(ref), duration_ms
+
+    def _fast(self, body: dict[str, Any]) -> tuple[BucketRef, str, float] | None:
+        """The answer when every field has its usual type and range, else None.
+
+        Accepts a subset of what check_of accepts (exact JSON types), with equal results."""
+        start = body.get("startTimeUnixNano")
+        if type(start) is str and start.isdecimal() and len(start) <= MAX_START_DIGITS:
+            start_ns = int(start)
+        elif type(start) is int:
+            start_ns = start
+        else:
+            return None
+        duration = body.get("durationMs")
+        if type(duration) is not float and type(duration) is not int:
+            return None
+        # NaN fails both comparisons; an int this small converts to float exactly as
+        # check_of's float() does.
+        if (not 0 <= duration <= MAX_DURATION_MS or not MIN_START_NS <= start_ns < MAX_START_NS
+                or type(body.get("traceId", "")) is not str):
+            return None
+        service, endpoint = body.get("rootServiceName"), body.get("rootTraceName")
+        if type(service) is not str or type(endpoint) is not str:
+            return None  # also keeps unhashable values away from the memo
+        bucket = self.buckets(start_ns)
+        known = self._refs.get((service, endpoint, bucket.hour, bucket.day_type))
+        if known is None:
+            return None
+        return known[0], known[1], float(duration)
+
+    def _remember(self, ref: BucketRef) -> str:
+        if len(self._refs) >= self._max:
+            self._refs.clear()
+        bucket_id = ref.id
+        key = (ref.service, ref.endpoint, ref.bucket.hour, ref.bucket.day_type)
+        self._refs[key] = (ref, bucket_id)
+        return bucket_id
