@@ -62,7 +62,7 @@ class TraceEvent:
 
 def normalize_trace_id(value: str) -> str:
     """Tempo strips leading zeros (16/31-char IDs): pad to 32 lowercase hex."""
-    if not _HEX.match(value):
+    if not _HEX.fullmatch(value):
         raise InvalidEvent("trace_id", f"must be 1-32 hex characters, got {value[:40]!r}")
     return value.lower().rjust(32, "0")
 
@@ -154,11 +154,11 @@ def parse_strict(fields: dict[bytes, bytes]) -> TraceEvent:
     service = check_name("service", _text(fields, "service"), MAX_SERVICE_CHARS)
     endpoint = check_name("endpoint", _text(fields, "endpoint"), MAX_ENDPOINT_CHARS)
     start_raw = _text(fields, "start_ns")
-    if not _INT.match(start_raw):
+    if not _INT.fullmatch(start_raw):
         raise InvalidEvent("start_ns", f"must be an integer string, got {start_raw[:40]!r}")
     start_ns = check_start_ns(int(start_raw))
     dur_raw = _text(fields, "duration_ms")
-    if not _DECIMAL.match(dur_raw):
+    if not _DECIMAL.fullmatch(dur_raw):
         raise InvalidEvent(
             "duration_ms", f"must be a non-negative decimal string, got {dur_raw[:40]!r}"
         )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 from redis.exceptions import NoScriptError, ResponseError
 
 from pipeline import streams
@@ -330,9 +331,9 @@ def _add(a: BatchResult, b: BatchResult) -> BatchResult:
                        a.marked + b.marked, a.anomalies + b.anomalies, a.capped + b.capped)
 
 
-def clip_fields(fields: dict[bytes, bytes]) -> dict[bytes, bytes]:
+def clip_fields(fields: dict[bytes, bytes]) -> dict[FieldT, EncodableT]:
     """Keep a dead entry inspectable and bounded: few fields, short values."""
-    out: dict[bytes, bytes] = {}
+    out: dict[FieldT, EncodableT] = {}
     for name, value in list(fields.items())[:DEAD_MAX_FIELDS]:
         if len(value) > DEAD_VALUE_BYTES:
             value = value[:DEAD_VALUE_BYTES] + f"...[{len(value)} bytes]".encode()

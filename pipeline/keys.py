@@ -51,7 +51,7 @@ class BucketRef:
 
     @classmethod
     def parse(cls, bucket_id: str) -> BucketRef:
-        m = _BUCKET_ID.match(bucket_id)
+        m = _BUCKET_ID.fullmatch(bucket_id)
         if m is None or not 0 <= int(m.group(3)) <= 23:
             raise ValueError(f"not a bucket id: {bucket_id!r}")
         bucket = TimeBucket(int(m.group(3)), parse_day_type(m.group(4)))

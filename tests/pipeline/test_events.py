@@ -61,6 +61,9 @@ def test_to_fields_round_trips_and_matches_the_schema() -> None:
         ({"trace_id": None}, "trace_id", "missing"),
         ({"trace_id": b"xyz"}, "trace_id", "hex"),
         ({"trace_id": b"a" * 33}, "trace_id", "hex"),
+        ({"trace_id": b"abc\n"}, "trace_id", "hex"),  # $ alone would accept a final newline
+        ({"start_ns": b"1764396000123456789\n"}, "start_ns", "integer"),
+        ({"duration_ms": b"12.5\n"}, "duration_ms", "decimal"),
         ({"service": b""}, "service", "empty"),
         ({"service": b"   "}, "service", "empty"),
         ({"service": b"a" * 129}, "service", "limit is 128"),

@@ -52,7 +52,7 @@ def test_distinct_names_never_collide() -> None:
     assert a.id != b.id
 
 
-@pytest.mark.parametrize("bad", ["", "{a|b}:24:weekday", "{a|b}:1:holiday", "{a}:1:weekday",
+@pytest.mark.parametrize("bad", ["", "{a|b}:24:weekday", "{a|b}:1:weekday\n", "{a|b}:1:holiday", "{a}:1:weekday",
                                  "{a|b|c}:1:weekday"])
 def test_bad_bucket_ids_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
