@@ -146,12 +146,17 @@ def _error_response(request: web.Request, e: Exception, request_id: str) -> web.
     return error(500, "internal error", requestId=request_id)
 
 
-async def judge(ctx: Ctx, items: list[tuple[BucketRef, str, float]]) -> list[dict[str, Any]]:
-    """Verdicts as `verdict_json(evaluate(...))` builds them, from compiled parts (and
-    counted by status); the baselines come from the store's cache in the steady state."""
+async def judge(ctx: Ctx, items: list[tuple[BucketRef, str, float]]) -> list[bytes]:
+    """Verdicts as JSON, as `verdict_json(evaluate(...))` would serialize, from compiled
+    parts (and counted by status); the baselines come from the store's cache in the
+    steady state."""
     baselines = await ctx.baselines.get_many([bucket_id for _, bucket_id, _ in items])
-    return [ctx.verdicts.verdict(ref, bucket_id, baselines[bucket_id], duration_ms)
+    return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms)
             for ref, bucket_id, duration_ms in items]
+
+
+def json_bytes_response(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")
 
 
 async def check(request: web.Request) -> web.Response:
@@ -162,9 +167,9 @@ async def check(request: web.Request) -> web.Response:
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)
-    result = ctx.verdicts.verdict(ref, bucket_id, baseline, duration_ms)
+    result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms)
     ctx.metrics.check_seconds.observe(time.perf_counter() - started)
-    return json_response(result)
+    return json_bytes_response(result)
 
 
 async def check_batch(request: web.Request) -> web.Response:
@@ -182,7 +187,7 @@ async def check_batch(request: web.Request) -> web.Response:
             raise InvalidEvent(f"traces[{i}].{e.field}", e.message) from e
     results = await judge(ctx, items)
     ctx.metrics.check_seconds.observe(time.perf_counter() - started)
-    return json_response({"results": results})
+    return json_bytes_response(b'{"results":[' + b",".join(results) + b"]}")
 
 
 def _query_bucket(request: web.Request, ctx: Ctx) -> BucketRef:

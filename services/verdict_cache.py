@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from prometheus_client import Counter
 
 from pipeline.keys import BucketRef
@@ -37,10 +38,18 @@ class _Compiled:
     threshold: dict[str, Any] | None
     threshold_ms: float
     reason_tail: str  # what follows "<duration> > " / "<duration> <= "
+    # The verdict's JSON around its variable parts (duration, baseline age, reason), for
+    # `verdict_bytes`: '{"isAnomaly":..,"status":..,"durationMs":' per status, then
+    # ',"bucket":{..},"baseline":' and ',"threshold":..,"reason":'.
+    heads: dict[str, bytes]
+    mid: bytes
+    tail: bytes
+    reason_json: bytes  # the constant reason of an unjudged verdict
     # baseline_json as of `aged_ms`: ageS has millisecond resolution, so requests
-    # within the same millisecond share one dict.
+    # within the same millisecond share one dict (and its JSON).
     aged_ms: int = -1
     aged: dict[str, Any] | None = None
+    aged_json: bytes = b"null"
 
 
 class VerdictCache:
@@ -90,6 +99,27 @@ class VerdictCache:
             "reason": ms(duration_ms) + (" > " if anomaly else " <= ") + c.reason_tail,
         }
 
+    def verdict_bytes(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None,
+                      duration_ms: float) -> bytes:
+        """`orjson.dumps(self.verdict(...))`, from pre-serialized parts: a check builds
+        and serializes no dict."""
+        c = self._compiled.get(bucket_id)
+        if c is None or (c.baseline is not baseline and c.baseline != baseline):
+            c = self._compile(ref, bucket_id, baseline)
+        if c.base is not None:
+            self._aged(c)
+        if not c.judged:
+            status = c.template["status"]
+            reason = c.reason_json
+        else:
+            anomaly = duration_ms > c.threshold_ms
+            status = "anomaly" if anomaly else "normal"
+            reason = orjson.dumps(
+                ms(duration_ms) + (" > " if anomaly else " <= ") + c.reason_tail)
+        self._count(status)
+        return b"".join((c.heads[status], orjson.dumps(duration_ms), c.mid, c.aged_json,
+                         c.tail, reason, b"}"))
+
     def _count(self, status: str) -> None:
         if self._counters is not None:
             self._counters[status].inc()
@@ -101,6 +131,7 @@ class VerdictCache:
         if now_ms != c.aged_ms or c.aged is None:
             age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
             c.aged, c.aged_ms = {**c.base, "ageS": age_s}, now_ms
+            c.aged_json = orjson.dumps(c.aged)
         return c.aged
 
     def _compile(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None) -> _Compiled:
@@ -119,7 +150,13 @@ class VerdictCache:
             threshold_ms = probe.threshold.value_ms
             tail = (f"{explain_threshold(probe.threshold, baseline, self.rule)} "
                     f"for {where(ref, self.tz_name)}, n={baseline.count}")
-        c = _Compiled(baseline, judged, template, bucket_json(ref, self.tz_name), base,
-                      threshold_json(probe.threshold, self.rule), threshold_ms, tail)
+        bucket, threshold = bucket_json(ref, self.tz_name), threshold_json(probe.threshold,
+                                                                           self.rule)
+        heads = {status: b'{"isAnomaly":%s,"status":%s,"durationMs":' % (
+            orjson.dumps(status == "anomaly"), orjson.dumps(status)) for status in STATUSES}
+        c = _Compiled(baseline, judged, template, bucket, base, threshold, threshold_ms, tail,
+                      heads, b',"bucket":' + orjson.dumps(bucket) + b',"baseline":',
+                      b',"threshold":' + orjson.dumps(threshold) + b',"reason":',
+                      orjson.dumps(template["reason"]))
         self._compiled[bucket_id] = c
         return c

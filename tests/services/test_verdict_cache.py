@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter
@@ -53,6 +54,21 @@ def test_every_status_matches_the_reference(
         same(cache.verdict(REF, bucket_id, baseline, d), reference(d, baseline))
 
 
+@settings(max_examples=300, deadline=None)
+@given(p50=ms_values, spread=ms_values, mad=ms_values, count=st.integers(0, 2000),
+       duration_ms=ms_values, known=st.booleans())
+def test_verdict_bytes_are_the_verdict_serialized(
+    p50: float, spread: float, mad: float, count: int, duration_ms: float, known: bool
+) -> None:
+    baseline = Baseline(p50, p50 + spread, mad, count, int(time.time() * 1000) - 5000)
+    cache = VerdictCache(RULE, TZ)
+    for d in (duration_ms, 0.0, duration_ms * 3 + 1):
+        b = baseline if known else None
+        got = orjson.loads(cache.verdict_bytes(REF, REF.id, b, d))
+        same(got, orjson.loads(orjson.dumps(cache.verdict(REF, REF.id, b, d))))
+        same(got, reference(d, b))
+
+
 def test_no_baseline_and_a_new_baseline_recompile() -> None:
     cache = VerdictCache(RULE, TZ)
     same(cache.verdict(REF, REF.id, None, 12.5), reference(12.5, None))
@@ -70,9 +86,11 @@ def test_counts_each_verdict_by_status() -> None:
     cache.verdict(REF, REF.id, base, 1000.0)
     cache.verdict(REF, REF.id, base, 10.0)
     cache.verdict(REF, REF.id, None, 10.0)
-    assert registry.get_sample_value("checks_total", {"status": "anomaly"}) == 1
+    cache.verdict_bytes(REF, REF.id, base, 1000.0)
+    cache.verdict_bytes(REF, REF.id, None, 10.0)
+    assert registry.get_sample_value("checks_total", {"status": "anomaly"}) == 2
     assert registry.get_sample_value("checks_total", {"status": "normal"}) == 1
-    assert registry.get_sample_value("checks_total", {"status": "no_baseline"}) == 1
+    assert registry.get_sample_value("checks_total", {"status": "no_baseline"}) == 2
 
 
 def test_bounded() -> None:
