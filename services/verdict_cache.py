@@ -45,6 +45,10 @@ class _Compiled:
     mid: bytes
     tail: bytes
     reason_json: bytes  # the constant reason of an unjudged verdict
+    # The judged reason's JSON after "<duration> > " (closing quote included): JSON
+    # escapes character by character, and ms() writes only ASCII digits, '.', 'e+-' and ' ms'.
+    reason_tail_json: bytes
+    base_head: bytes  # baseline_json without ageS, serialized up to '"ageS":'
     # baseline_json as of `aged_ms`: ageS has millisecond resolution, so requests
     # within the same millisecond share one dict (and its JSON).
     aged_ms: int = -1
@@ -107,16 +111,23 @@ class VerdictCache:
         if c is None or (c.baseline is not baseline and c.baseline != baseline):
             c = self._compile(ref, bucket_id, baseline)
         if c.base is not None:
-            self._aged(c)
+            now_ms = int(time.time() * 1000)
+            if now_ms != c.aged_ms:  # ageS has millisecond resolution: rarely rebuilt
+                assert c.baseline is not None
+                age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
+                c.aged_json = c.base_head + orjson.dumps(age_s) + b"}"
+                c.aged_ms, c.aged = now_ms, None  # the dict, for verdict(), on demand
         if not c.judged:
             status = c.template["status"]
             reason = c.reason_json
+        elif duration_ms > c.threshold_ms:
+            status = "anomaly"
+            reason = b'"' + ms(duration_ms).encode() + b" > " + c.reason_tail_json
         else:
-            anomaly = duration_ms > c.threshold_ms
-            status = "anomaly" if anomaly else "normal"
-            reason = orjson.dumps(
-                ms(duration_ms) + (" > " if anomaly else " <= ") + c.reason_tail)
-        self._count(status)
+            status = "normal"
+            reason = b'"' + ms(duration_ms).encode() + b" <= " + c.reason_tail_json
+        if self._counters is not None:
+            self._counters[status].inc()
         return b"".join((c.heads[status], orjson.dumps(duration_ms), c.mid, c.aged_json,
                          c.tail, reason, b"}"))
 
@@ -131,7 +142,7 @@ class VerdictCache:
         if now_ms != c.aged_ms or c.aged is None:
             age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
             c.aged, c.aged_ms = {**c.base, "ageS": age_s}, now_ms
-            c.aged_json = orjson.dumps(c.aged)
+            c.aged_json = c.base_head + orjson.dumps(age_s) + b"}"
         return c.aged
 
     def _compile(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None) -> _Compiled:
@@ -157,6 +168,7 @@ class VerdictCache:
         c = _Compiled(baseline, judged, template, bucket, base, threshold, threshold_ms, tail,
                       heads, b',"bucket":' + orjson.dumps(bucket) + b',"baseline":',
                       b',"threshold":' + orjson.dumps(threshold) + b',"reason":',
-                      orjson.dumps(template["reason"]))
+                      orjson.dumps(template["reason"]), orjson.dumps(tail)[1:],
+                      orjson.dumps({**base, "ageS": 0})[:-2] if base is not None else b"")
         self._compiled[bucket_id] = c
         return c
