@@ -38,7 +38,7 @@ from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
-from services.checks import CheckParser, read_json, string_field
+from services.checks import CheckParser, json_of, read_json, string_field
 from services.config import Settings
 from services.health import Health
 from services.logs import REQUEST_ID
@@ -163,7 +163,8 @@ async def check(request: web.Request) -> web.Response:
     """`judge` for one item, inlined: in the steady state no coroutine besides the body read."""
     started = time.perf_counter()
     ctx = request.app[CTX]
-    ref, bucket_id, duration_ms = ctx.parse(await read_json(request))
+    # read + json_of, not read_json: one coroutine fewer per check
+    ref, bucket_id, duration_ms = ctx.parse(json_of(await request.read()))
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)

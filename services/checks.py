@@ -35,7 +35,10 @@ MAX_START_DIGITS = 20
 
 
 async def read_json(request: web.Request) -> Any:
-    body = await request.read()  # aiohttp answers 413 past client_max_size
+    return json_of(await request.read())  # aiohttp answers 413 past client_max_size
+
+
+def json_of(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
