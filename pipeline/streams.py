@@ -113,6 +113,7 @@ class GroupLag:
     group: str
     undelivered: int  # entries not yet delivered to any consumer of the group
     pending: int  # delivered, not yet acknowledged
+    consumers: int = 0
 
     @property
     def behind(self) -> int:
@@ -136,7 +137,7 @@ async def group_lags(redis: Redis, stream: str) -> list[GroupLag]:
             last = last.decode() if isinstance(last, bytes) else str(last)
             tail = await redis.xrange(stream, min=f"({last}", max="+", count=LAG_SCAN_MAX)
             lag = len(cast(list[Entry], tail))
-        out.append(GroupLag(name, int(lag), int(g["pending"])))
+        out.append(GroupLag(name, int(lag), int(g["pending"]), int(g["consumers"])))
     return out
 
 

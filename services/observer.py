@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
+from pipeline import streams
 from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
@@ -89,27 +90,17 @@ class Observer:
         m = self.metrics
         return (m.group_lag, m.group_pending, m.group_oldest_pending_age, m.group_consumers)
 
-    async def _groups_of(self, stream: str) -> list[dict[str, Any]]:
-        try:
-            return list(await self.redis.xinfo_groups(stream))
-        except ResponseError as e:
-            if "no such key" in str(e).lower():
-                return []
-            raise
-
     async def _stream(self, name: str, stream: str, seen: set[tuple[str, str]]) -> None:
         m = self.metrics
         m.stream_length.labels(name).set(await self.redis.xlen(stream))
-        for g in await self._groups_of(stream):
-            group = _text(g["name"])
+        for g in await streams.group_lags(self.redis, stream):  # the one definition of lag
+            group = g.group
             seen.add((name, group))
-            lag = g.get("lag")  # absent before Redis 7; None when Redis cannot tell
-            m.group_lag.labels(name, group).set(math.nan if lag is None else int(lag))
-            m.group_consumers.labels(name, group).set(int(g["consumers"]))
-            pending = int(g["pending"])
-            m.group_pending.labels(name, group).set(pending)
+            m.group_lag.labels(name, group).set(g.undelivered)
+            m.group_consumers.labels(name, group).set(g.consumers)
+            m.group_pending.labels(name, group).set(g.pending)
             age = 0.0
-            if pending:
+            if g.pending:
                 summary = await self.redis.xpending(stream, group)
                 if summary.get("min"):
                     age = max(0.0, self.clock() - id_seconds(summary["min"]))
