@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Stage = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 SHUTDOWN_TIMEOUT_S = 15.0
+CANCEL_TIMEOUT_S = 5.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
 HEALTHY_AFTER_S = 60.0
@@ -176,7 +177,11 @@ async def run_stages(rt: Runtime, stages: dict[str, Stage], extra: tuple[Stage, 
     for task in pending:
         log.warning("event=shutdown_timeout stage=%s action=cancel", task.get_name())
         task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    if pending:
+        # Bounded too: a task that swallows its cancellation must not hold the exit.
+        _, stuck = await asyncio.wait(pending, timeout=CANCEL_TIMEOUT_S)
+        for task in stuck:
+            log.error("event=shutdown_stuck stage=%s action=exit_anyway", task.get_name())
     stopper.cancel()
     errors = [t.exception() for t in done if not t.cancelled() and t.exception()]
     if errors:

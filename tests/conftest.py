@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import faulthandler
 import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,6 +16,17 @@ from redis.asyncio import Redis
 from pipeline.keys import Keys
 
 REDIS_URL = os.environ.get("TLA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _dump_tasks(_signum: int, _frame: object) -> None:
+    """`kill -USR1 <pytest pid>` prints every asyncio task's stack: a hung test says where."""
+    loop = asyncio._get_running_loop()
+    for task in asyncio.all_tasks(loop) if loop else ():
+        task.print_stack(file=sys.stderr)
+    faulthandler.dump_traceback(sys.stderr)
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
 @pytest.fixture
