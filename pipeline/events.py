@@ -54,11 +54,6 @@ class TraceEvent:
     duration_ms: float
     source: str = ""
 
-    @property
-    def duration_us(self) -> int:
-        """The stored unit: integers keep the rolling lists compact (listpack ints)."""
-        return round(self.duration_ms * 1000)
-
 
 def normalize_trace_id(value: str) -> str:
     """Tempo strips leading zeros (16/31-char IDs): pad to 32 lowercase hex."""

@@ -1,7 +1,7 @@
 -- Apply one batch of validated trace events atomically (pipeline/ingest.py builds the call).
 --
 -- KEYS: 1 traces stream, 2 dirty stream, 3 anomalies stream,
---       then per bucket b (1..nb): dur list, dirty mark, the service's endpoint index;
+--       then per bucket b (1..nb): dur (sample ring), dirty mark, the service's endpoint index;
 --       then one seen key per event, in bucket order.
 -- ARGV: 1 group, 2 window_s, 3 seen_ttl_s, 4 bucket_ttl_s, 5 window_size,
 --       6 anomalies_maxlen, 7 nb, 8 max_endpoints (0: no cap), 9 n events,
@@ -9,7 +9,8 @@
 --       then the anomaly section: per flagged event its ordinal (1..n, bucket order),
 --       nf and nf anomaly fields;
 --       then the n stream ids, in bucket order;
---       then per bucket: bucket_id, endpoint, n_events, n_events durations (us).
+--       then per bucket: bucket_id, endpoint, n_events, n_events durations (ms, each a
+--       float32 as 4 bytes, the sample ring's format: pipeline/samples.py).
 -- Returns {new, duplicate, marked_dirty, anomalies_recorded, capped bucket ordinals...}.
 --
 -- Dedup, push, trim, dirty mark and ack happen in one step: a consumer killed at any
@@ -23,7 +24,12 @@
 --
 -- Per-bucket bookkeeping is once per window, not once per batch: a bucket whose mark
 -- already holds the current window was admitted, typed and given its TTLs by an earlier
--- call in this window, so only its dur list's type is checked again.
+-- call in this window, so only its sample ring's type and length are checked again.
+--
+-- Samples: a ring of float32 per bucket (pipeline/samples.py has the format). Filling, a
+-- batch's samples are APPENDed; full, they overwrite the oldest in place (SETRANGE) and
+-- the header moves on; anything else (the ring fills up in this batch, windowSize changed,
+-- a LIST from an older version) rewrites it whole, oldest first, with one SET.
 local group = ARGV[1]
 local window_s = tonumber(ARGV[2])
 local seen_ttl = ARGV[3]
@@ -52,12 +58,79 @@ local function wrong_type(key, want)
   return nil
 end
 
+local HEADER0 = struct.pack('<I4', 0)
+local ring_cap = 4 * window_size  -- sample bytes of a full ring
+
+-- A sample ring's length (0: absent), -1 for a LIST an older version left, or an error.
+local function ring_len(key)
+  local len = redis.pcall('STRLEN', key)
+  if type(len) == 'table' then
+    local t = redis.call('TYPE', key)['ok']
+    if t == 'list' then return -1 end
+    return nil, 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a sample ring (string)'
+  end
+  if len > 0 and (len < 4 or (len - 4) % 4 ~= 0) then
+    return nil, 'WRONGTYPE ' .. key .. ' holds ' .. len .. ' bytes: not a sample ring'
+  end
+  return len
+end
+
+-- Rewrite a ring oldest first with `data` (packed samples) after it, keeping the newest
+-- windowSize; the TTL stays. `old` is the ring's current value ('' if none).
+local function rewrite_ring(key, old, data)
+  local body = ''
+  if #old > 4 then
+    local oldest = struct.unpack('<I4', old)
+    body = old:sub(5 + 4 * oldest) .. old:sub(5, 4 + 4 * oldest)
+  end
+  body = body .. data
+  if #body > ring_cap then body = body:sub(-ring_cap) end
+  redis.call('SET', key, HEADER0 .. body, 'KEEPTTL')
+end
+
+-- A LIST of integer microseconds (newest first), as older versions stored, as a ring.
+local function convert_list(key)
+  local items = redis.call('LRANGE', key, 0, window_size - 1)
+  local parts = {}
+  for i = #items, 1, -1 do
+    local us = tonumber(items[i])
+    if us then parts[#parts + 1] = struct.pack('<f', us / 1000) end
+  end
+  local ttl = redis.call('PTTL', key)
+  redis.call('DEL', key)
+  rewrite_ring(key, '', table.concat(parts))
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  return redis.call('STRLEN', key)
+end
+
+-- Add packed samples to the ring at `key` (current length `len`, 0 if absent).
+local function add_samples(key, len, data, settled)
+  local used = len - 4
+  if len > 0 and used == ring_cap and #data < ring_cap then
+    local oldest = struct.unpack('<I4', redis.call('GETRANGE', key, 0, 3))
+    local k = #data / 4
+    local first = math.min(k, window_size - oldest)
+    if first == k then
+      redis.call('SETRANGE', key, 4 + 4 * oldest, data)
+    else
+      redis.call('SETRANGE', key, 4 + 4 * oldest, data:sub(1, 4 * first))
+      redis.call('SETRANGE', key, 4, data:sub(4 * first + 1))
+    end
+    redis.call('SETRANGE', key, 0, struct.pack('<I4', (oldest + k) % window_size))
+  elseif len > 0 and used + #data < ring_cap
+      and (settled or redis.call('GETRANGE', key, 0, 3) == HEADER0) then
+    redis.call('APPEND', key, data)
+  else
+    rewrite_ring(key, len > 0 and redis.call('GET', key) or '', data)
+  end
+end
+
 for i = 1, 3 do
   local err = wrong_type(KEYS[i], 'stream')
   if err then return redis.error_reply(err) end
 end
--- settled[b]: the bucket was already marked dirty in this window.
-local settled = {}
+-- settled[b]: the bucket was already marked dirty in this window; lens[b]: its ring's length.
+local settled, lens = {}, {}
 for b = 1, nb do
   local mark_key = KEYS[2 + 3 * b]
   local mark = redis.pcall('GET', mark_key)  -- GET fails on a non-string: the mark's check
@@ -65,11 +138,15 @@ for b = 1, nb do
     return redis.error_reply('WRONGTYPE ' .. mark_key .. ' is not a string')
   end
   settled[b] = (mark == window)
-  local err = wrong_type(KEYS[1 + 3 * b], 'list')
+  local len, err = ring_len(KEYS[1 + 3 * b])
+  lens[b] = len
   if not err and not settled[b] then
     err = wrong_type(KEYS[3 + 3 * b], 'zset')
   end
   if err then return redis.error_reply(err) end
+end
+for b = 1, nb do
+  if lens[b] == -1 then lens[b] = convert_list(KEYS[1 + 3 * b]) end
 end
 
 -- May this bucket's endpoint be tracked? Endpoints idle past the bucket TTL (their
@@ -139,12 +216,9 @@ for b = 1, nb do
     end
     if nfresh > 0 then
       new = new + nfresh
-      local len = redis.call('LPUSH', dur_key, unpack(fresh))
-      if len > window_size then
-        redis.call('LTRIM', dur_key, 0, window_size - 1)
-      end
-      -- A list created just now (deleted mid-window) gets its TTL even when settled.
-      if not settled[b] or len == nfresh then
+      add_samples(dur_key, lens[b], table.concat(fresh), settled[b])
+      -- A ring created just now (deleted mid-window) gets its TTL even when settled.
+      if not settled[b] or lens[b] == 0 then
         redis.call('EXPIRE', dur_key, bucket_ttl)
       end
       if not settled[b] then

@@ -21,6 +21,7 @@ from pipeline.events import EventParts, TraceEvent, format_ms
 from pipeline.keys import INGEST_GROUP, BucketRef, Keys
 from pipeline.packed_script import PackedScript
 from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
+from pipeline.samples import pack_ms
 from pipeline.stats import Baseline
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class BucketKeys:
     ref: BucketRef
     id: str
     seen: str  # prefix of the bucket's dedup keys, completed by the trace ID
-    # What the script takes, as bytes: dur list, dirty mark, the service's endpoint index.
+    # What the script takes, as bytes: sample ring, dirty mark, the service's endpoint index.
     keys: tuple[bytes, bytes, bytes]
     id_b: bytes
     endpoint_b: bytes
@@ -100,7 +101,7 @@ class IngestCall:
         for bucket, items in groups.items():
             keys += bucket.keys
             per_bucket += [bucket.id_b, bucket.endpoint_b, b"%d" % len(items)]
-            per_bucket += [b"%d" % round(parts[4] * 1000) for _i, parts, _b in items]  # us
+            per_bucket += [pack_ms(parts[4]) for _i, parts, _b in items]
             seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
             threshold = self._threshold(bucket, baselines[bucket.id])
             if threshold is not None:

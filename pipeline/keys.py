@@ -80,7 +80,7 @@ class Keys:
         self.tempo_lease = f"{prefix}tempo:lease"
 
     def dur(self, bucket_id: str) -> str:
-        """LIST of durations in integer microseconds, newest first, at most windowSize."""
+        """STRING: the sample ring, the last windowSize durations (pipeline/samples.py)."""
         return f"{self.prefix}dur:{bucket_id}"
 
     def base(self, bucket_id: str) -> str:

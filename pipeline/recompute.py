@@ -4,7 +4,7 @@ Windows are aligned to the wall clock of the Redis server (the ingest script sta
 dirty mark with the window it was made in). Between boundaries an agent takes marks as
 they arrive and holds them (pending, so a crash loses none). At every boundary it adds
 the marks a crashed agent left pending, recomputes each bucket of the closed windows once
-from its rolling list, writes `<p>base:...` and acks. Marks of the still-open window stay
+from its sample ring, writes `<p>base:...` and acks. Marks of the still-open window stay
 held until it closes: recomputing early would swallow the window's only mark while
 samples keep arriving. Several agents split the marks between them.
 """
@@ -17,11 +17,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 from redis.asyncio import Redis
 
-from pipeline import streams
+from pipeline import samples, streams
 from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
 from pipeline.metrics import Metrics
+from pipeline.packed_script import PackedScript
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.stats import Baseline, baselines_of
 
@@ -30,13 +32,23 @@ log = logging.getLogger(__name__)
 READ_COUNT = 1000
 # Longest XREADGROUP block between boundaries: bounds how long a stop waits.
 MAX_BLOCK_MS = 1000
-# One call per baseline instead of HSET + EXPIRE: half the commands to pack and parse,
-# which is what a window of 10k buckets spends most of its Python time on.
+# One call per chunk of baselines, not one command per baseline: with the samples read
+# by one GET each, packing and parsing per-baseline commands was most of a window's time.
+# KEYS: one baseline hash per bucket. ARGV: the TTL, then per bucket p50, p95, mad, count,
+# updated_ms; a count of 0 (the samples expired) deletes the baseline instead.
 STORE_LUA = """
-redis.call('HSET', KEYS[1], 'p50', ARGV[1], 'p95', ARGV[2], 'mad', ARGV[3],
-           'count', ARGV[4], 'updated_ms', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-return 1
+local ttl = ARGV[1]
+for i = 1, #KEYS do
+  local a = 2 + 5 * (i - 1)
+  if ARGV[a + 3] == '0' then
+    redis.call('DEL', KEYS[i])
+  else
+    redis.call('HSET', KEYS[i], 'p50', ARGV[a], 'p95', ARGV[a + 1], 'mad', ARGV[a + 2],
+               'count', ARGV[a + 3], 'updated_ms', ARGV[a + 4])
+    redis.call('EXPIRE', KEYS[i], ttl)
+  end
+end
+return #KEYS
 """
 # Buckets per pipeline round trip (~1.6 MB of replies at 1000 samples). Smaller chunks
 # overlap Redis's serialising with our parsing more finely: 100-250 cleared 10k buckets
@@ -71,7 +83,7 @@ class Recomputer:
         self.metrics = metrics
         self.consumer = consumer
         self._held: list[streams.Entry] = []
-        self._store_script = redis.register_script(STORE_LUA)
+        self._store_script = PackedScript(redis, STORE_LUA)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Clear a window at every boundary until `stop`, taking marks in between."""
@@ -175,54 +187,46 @@ class Recomputer:
         return entries
 
     async def recompute(self, bucket_ids: list[str]) -> list[Baseline]:
-        """Recompute and store the baselines of `bucket_ids` from their rolling lists."""
-        baselines = baselines_of(await self._samples(bucket_ids), int(time.time() * 1000))
+        """Recompute and store the baselines of `bucket_ids` from their sample rings (a
+        bucket whose ring is unreadable keeps its baseline and is left out)."""
+        bucket_ids, found = _readable(bucket_ids, await samples.fetch(self.redis, self.keys, bucket_ids))
+        baselines = baselines_of(found, int(time.time() * 1000))
         await self._store(bucket_ids, baselines)
         return baselines
 
     async def _recompute_chunked(self, bucket_ids: list[str]) -> None:
-        """`recompute` chunk by chunk, the next chunk's LRANGEs in flight meanwhile.
+        """`recompute` chunk by chunk, the next chunk's GETs in flight meanwhile.
 
-        Redis serialises a chunk's replies while this process parses the previous one,
+        Redis serialises a chunk's replies while this process computes the previous one,
         so the two CPUs of a small machine work at the same time.
         """
         chunks = [bucket_ids[i : i + CHUNK_BUCKETS] for i in range(0, len(bucket_ids), CHUNK_BUCKETS)]
         if not chunks:
             return
-        pending = asyncio.ensure_future(self._samples(chunks[0]))
+        pending = asyncio.ensure_future(samples.fetch(self.redis, self.keys, chunks[0]))
         try:
             for i, chunk in enumerate(chunks):
-                lists = await pending
+                chunk, found = _readable(chunk, await pending)
                 if i + 1 < len(chunks):
-                    pending = asyncio.ensure_future(self._samples(chunks[i + 1]))
-                await self._store(chunk, baselines_of(lists, int(time.time() * 1000)))
+                    pending = asyncio.ensure_future(
+                        samples.fetch(self.redis, self.keys, chunks[i + 1]))
+                await self._store(chunk, baselines_of(found, int(time.time() * 1000)))
         finally:
             if not pending.done():
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
 
-    async def _samples(self, bucket_ids: list[str]) -> list[list[bytes]]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket_id in bucket_ids:
-                pipe.lrange(self.keys.dur(bucket_id), 0, -1)
-            return list(await pipe.execute())
-
     async def _store(self, bucket_ids: list[str], baselines: list[Baseline]) -> None:
-        """Write the baselines and bump the version API caches watch (pipeline/baselines.py)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for bucket_id, baseline in zip(bucket_ids, baselines, strict=True):
-                key = self.keys.base(bucket_id)
-                if baseline.count == 0:  # the samples expired: so does the baseline
-                    pipe.delete(key)
-                    continue
-                h = baseline.to_hash()
-                await self._store_script(
-                    keys=[key], client=pipe,
-                    args=[h["p50"], h["p95"], h["mad"], h["count"], h["updated_ms"],
-                          self.params.bucket_ttl_s],
-                )
-            pipe.incr(self.keys.base_version)
-            await pipe.execute()
+        """Write the baselines, then bump the version API caches watch (pipeline/baselines.py)."""
+        keys, args = [], [b"%d" % self.params.bucket_ttl_s]
+        for bucket_id, baseline in zip(bucket_ids, baselines, strict=True):
+            keys.append(self.keys.base(bucket_id).encode())
+            h = baseline.to_hash()
+            args += [h["p50"].encode(), h["p95"].encode(), h["mad"].encode(),
+                     h["count"].encode(), h["updated_ms"].encode()]
+        if keys:
+            await self._store_script(keys, args)
+        await self.redis.incr(self.keys.base_version)
 
     async def _ack_and_trim(self, ids: Iterable[bytes]) -> None:
         await self.redis.xack(self.keys.dirty, RECOMPUTE_GROUP, *ids)
@@ -237,6 +241,13 @@ class Recomputer:
                 "event=window_cleared window=%d buckets=%d marks=%d held=%d seconds=%.3f",
                 result.window, result.buckets, result.marks, result.held, result.seconds,
             )
+
+
+def _readable(bucket_ids: list[str], found: list[np.ndarray | None]
+              ) -> tuple[list[str], list[np.ndarray]]:
+    """The buckets whose samples could be read, and their samples."""
+    kept = [(b, f) for b, f in zip(bucket_ids, found, strict=True) if f is not None]
+    return [b for b, _ in kept], [f for _, f in kept]
 
 
 def _window_of(entry: streams.Entry) -> int:

@@ -49,6 +49,13 @@ def parser() -> argparse.ArgumentParser:
     base.add_argument("--hour", type=int, help="0-23 (default: now)")
     base.add_argument("--day-type", choices=("weekday", "weekend"), help="(default: today)")
     base.add_argument("--json", action="store_true")
+    ring = sub.add_parser("samples", help="show one bucket's stored samples (reads Redis)")
+    ring.add_argument("--service", required=True)
+    ring.add_argument("--endpoint", required=True)
+    ring.add_argument("--hour", type=int, help="0-23 (default: now)")
+    ring.add_argument("--day-type", choices=("weekday", "weekend"), help="(default: today)")
+    ring.add_argument("--last", type=int, default=20, help="how many of the newest to print")
+    ring.add_argument("--json", action="store_true")
     inspect = sub.add_parser("inspect", help="streams, groups, lag, pending, dead letters")
     inspect.add_argument("--json", action="store_true")
     backfill = sub.add_parser("backfill", help="pull history from Tempo for a cold start")
@@ -77,6 +84,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
         "demo": lambda: commands.run(settings, demo=True),
         "check": lambda: commands.check(settings, args),
         "baseline": lambda: commands.baseline(settings, args),
+        "samples": lambda: commands.samples(settings, args),
         "inspect": lambda: commands.inspect(settings, as_json=args.json),
         "backfill": lambda: commands.backfill(settings, args.since),
     }

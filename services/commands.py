@@ -11,8 +11,10 @@ from typing import Any
 import httpx
 import orjson
 
-from pipeline.buckets import load_zone
+from pipeline import samples as stored_samples
+from pipeline.buckets import TimeBucket, bucket_of, load_zone
 from pipeline.errors import ConfigError
+from pipeline.keys import BucketRef
 from services import runner
 from services.config import Settings
 from services.demo import DemoTraffic, print_anomalies
@@ -122,6 +124,32 @@ async def inspect(settings: Settings, as_json: bool) -> int:
     finally:
         await redis.aclose()
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if as_json else render(report))
+    return 0
+
+
+async def samples(settings: Settings, args: argparse.Namespace) -> int:
+    """One bucket's stored samples, newest last (the ring is binary: redis-cli can't show it)."""
+    if args.hour is not None and not 0 <= args.hour <= 23:
+        raise ConfigError(f"--hour must be 0-23, got {args.hour}")
+    zone = load_zone(settings.timezone)
+    now = bucket_of(time.time_ns(), zone)
+    ref = BucketRef(args.service, args.endpoint,
+                    TimeBucket(now.hour if args.hour is None else args.hour,
+                               args.day_type or now.day_type))
+    redis = connect(redis_url_for_tools(settings))
+    try:
+        values = await stored_samples.read(redis, settings.keys(), ref.id)
+    finally:
+        await redis.aclose()
+    newest = [round(v, 3) for v in values[-args.last:].tolist()] if args.last > 0 else []
+    if args.json:
+        print(orjson.dumps({"bucket": ref.id, "count": int(values.size),
+                            "windowSize": settings.rule.window_size, "newestMs": newest}).decode())
+        return 0
+    print(f"{ref.service} {ref.endpoint}, {ref.bucket.hour:02d}:00 {ref.bucket.day_type} "
+          f"{settings.timezone}: {values.size} samples (window {settings.rule.window_size})")
+    if newest:
+        print(f"newest {len(newest)}, oldest first (ms): " + " ".join(f"{v:g}" for v in newest))
     return 0
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import redis as redis_sync
 
+from pipeline import samples
 from pipeline.keys import INGEST_GROUP
 from scripts.bench import common
 from scripts.bench.ingest_workers import unique_traces
@@ -55,7 +56,7 @@ def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool
             producer.wait(30)
             started = float(r.get(f"{prefix}bench:produced") or started)
         redis_usec = _redis_usec(stats_before, _command_stats(r))
-        stored = sum(r.llen(k) for k in r.scan_iter(match=f"{prefix}dur:*", count=1000))
+        stored = sum(_stored(r, k) for k in r.scan_iter(match=f"{prefix}dur:*", count=1000))
     finally:
         for p in procs:
             p.terminate()
@@ -86,6 +87,13 @@ def _produce(args: list[str]) -> None:
     producer = common.spawn("ingest_workers", ["produce", *args])
     if producer.wait(TIMEOUT_S) != 0:
         raise RuntimeError("producer failed")
+
+
+def _stored(r: redis_sync.Redis, key: bytes) -> int:
+    """Samples in one bucket: the project's ring (pipeline/samples.py), the ceiling's LIST."""
+    if r.type(key) == b"list":
+        return int(r.llen(key))
+    return (int(r.strlen(key)) - samples.HEADER_BYTES) // samples.SAMPLE_BYTES
 
 
 def _wait_ready(r: redis_sync.Redis, prefix: str, n: int,

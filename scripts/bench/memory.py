@@ -1,10 +1,13 @@
-"""Redis memory: bytes per stored sample in the rolling lists, and per remembered trace ID.
+"""Redis memory: bytes per stored sample in the sample rings, and per remembered trace ID.
 
-Samples: N full rolling lists (window 1000) per latency profile, filled with LPUSH of
-integer microseconds exactly as ingest stores them; MEMORY USAGE (SAMPLES 0: exact) of
-each list, summed, over the samples. Trace IDs: M dedup keys with the ingest's name
-layout (`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY USAGE of each, and the change in
-INFO used_memory, which also counts the expires-table entry (noisy on a shared server).
+Samples: N rings (window 1000) per latency profile, written with the commands ingest.lua
+issues, in batches of 50 samples: APPEND while the ring fills, one SET of the whole ring
+when a batch fills it, SETRANGE in place once it is full (200 more samples, so it has
+wrapped); MEMORY USAGE (SAMPLES 0: exact) of each ring, summed, over the samples. One more
+row: rings still filling (500 samples), where APPEND's preallocation shows. Trace IDs: M
+dedup keys with the ingest's name layout (`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY
+USAGE of each, and the change in INFO used_memory, which also counts the expires-table
+entry (noisy on a shared server).
 
     .venv/bin/python -m scripts.bench.memory [--buckets 300] [--traces 100000] [--smoke]
 """
@@ -12,6 +15,7 @@ INFO used_memory, which also counts the expires-table entry (noisy on a shared s
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 from typing import Any
 
@@ -20,10 +24,12 @@ from redis.asyncio import Redis
 
 from pipeline.buckets import TimeBucket
 from pipeline.keys import BucketRef, Keys
+from pipeline.samples import HEADER_BYTES, SAMPLE_BYTES, SAMPLE_DTYPE
 from scripts.bench import common
 from services.redis_client import connect
 
 WINDOW = 1000
+BATCH = 50  # samples per bucket per ingest call
 SEEN_TTL_S = 900
 PIPELINE = 500
 # (name, median ms, log-normal sigma): where real endpoints sit.
@@ -34,20 +40,40 @@ PROFILES = (("fast (median 5 ms)", 5.0, 0.6), ("typical (median 40 ms)", 40.0, 0
 async def samples(redis: Redis, keys: Keys, buckets: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(11)
     rows = []
-    for p, (name, median_ms, sigma) in enumerate(PROFILES):
+    cases = [(name, median_ms, sigma, WINDOW + WINDOW // 5) for name, median_ms, sigma in PROFILES]
+    cases.append(("typical, still filling", 40.0, 0.6, WINDOW // 2))
+    for p, (name, median_ms, sigma, n) in enumerate(cases):
         ids = [BucketRef(f"svc-{p}", f"GET /r/{i}", TimeBucket(i % 24, "weekday")).id
                for i in range(buckets)]
-        for i in range(0, buckets, 50):
-            async with redis.pipeline(transaction=False) as pipe:
-                for bucket_id in ids[i : i + 50]:
-                    us = rng.lognormal(np.log(median_ms * 1000), sigma, WINDOW).astype(np.int64)
-                    pipe.lpush(keys.dur(bucket_id), *us.tolist())
-                await pipe.execute()
+        for bucket_id in ids:
+            await _fill_as_ingest(redis, keys.dur(bucket_id),
+                                  rng.lognormal(np.log(median_ms), sigma, n))
         used = await _usage(redis, [keys.dur(b) for b in ids])
-        rows.append({"profile": name, "lists": buckets, "samples": buckets * WINDOW,
-                     "bytes": used, "bytes_per_sample": round(used / (buckets * WINDOW), 2),
+        stored = buckets * min(n, WINDOW)
+        rows.append({"profile": name, "rings": buckets, "samples": stored,
+                     "bytes": used, "bytes_per_sample": round(used / stored, 2),
                      "encoding": (await redis.object("encoding", keys.dur(ids[0]))).decode()})
     return rows
+
+
+async def _fill_as_ingest(redis: Redis, key: str, values_ms: np.ndarray) -> None:
+    """The commands ingest.lua issues for these samples arriving BATCH at a time."""
+    cap = WINDOW * SAMPLE_BYTES
+    for i in range(0, len(values_ms), BATCH):
+        data = np.asarray(values_ms[i : i + BATCH], dtype=SAMPLE_DTYPE).tobytes()
+        used = (await redis.strlen(key)) - HEADER_BYTES
+        if used == cap:
+            (oldest,) = struct.unpack("<I", await redis.getrange(key, 0, 3))
+            first = min(len(data), cap - oldest * SAMPLE_BYTES)
+            await redis.setrange(key, HEADER_BYTES + oldest * SAMPLE_BYTES, data[:first])
+            if first < len(data):
+                await redis.setrange(key, HEADER_BYTES, data[first:])
+            await redis.setrange(key, 0, struct.pack("<I", (oldest + len(data) // 4) % WINDOW))
+        elif used > 0 and used + len(data) < cap:
+            await redis.append(key, data)
+        else:
+            body = ((await redis.get(key)) or bytes(HEADER_BYTES))[HEADER_BYTES:] + data
+            await redis.set(key, bytes(HEADER_BYTES) + body[-cap:])
 
 
 async def seen(redis: Redis, keys: Keys, traces: int) -> dict[str, Any]:
@@ -82,9 +108,7 @@ async def run(url: str, prefix: str, buckets: int, traces: int) -> dict[str, Any
     keys = Keys(prefix)
     try:
         return {"samples": await samples(redis, keys, buckets),
-                "seen": await seen(redis, keys, traces),
-                "list_max_listpack_size": (await redis.config_get("list-max-listpack-size"))
-                .get("list-max-listpack-size")}
+                "seen": await seen(redis, keys, traces)}
     finally:
         await common.delete_prefix(redis, prefix)
         await redis.aclose()
@@ -92,14 +116,14 @@ async def run(url: str, prefix: str, buckets: int, traces: int) -> dict[str, Any
 
 def main() -> None:
     p = common.parser(__doc__ or "")
-    p.add_argument("--buckets", type=int, default=300, help="full lists per profile")
+    p.add_argument("--buckets", type=int, default=300, help="rings per profile")
     p.add_argument("--traces", type=int, default=100_000)
     a = p.parse_args()
     buckets, traces = (20, 2000) if a.smoke else (a.buckets, a.traces)
     prefix = a.prefix or common.unique_prefix("memory")
     f = asyncio.run(run(a.redis_url, prefix, buckets, traces))
     print(common.table(
-        f"memory: rolling lists ({buckets} x {WINDOW} samples per profile, MEMORY USAGE)",
+        f"memory: sample rings ({buckets} per profile, window {WINDOW}, MEMORY USAGE)",
         ["latency profile", "samples", "bytes/sample", "encoding"],
         [[r["profile"], r["samples"], r["bytes_per_sample"], r["encoding"]]
          for r in f["samples"]]))

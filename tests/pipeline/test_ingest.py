@@ -8,7 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from pipeline import streams
+from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import bucket_of, load_zone
 from pipeline.ingest import Ingestor, IngestParams
@@ -53,7 +53,7 @@ async def test_many_batches_of_one_window_mark_each_bucket_once(redis: Redis, ke
     marks = [f[b"bucket"].decode() for _i, f in await redis.xrange(keys.dirty)]
     assert sorted(marks) == sorted(ref(f"GET /{n}").id for n in range(3))
     for n in range(3):
-        assert await redis.llen(keys.dur(ref(f"GET /{n}").id)) == 100
+        assert len(await samples.read(redis, keys, ref(f"GET /{n}").id)) == 100
     assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
 
 
@@ -91,7 +91,7 @@ async def test_wrong_type_in_a_marked_bucket_fails_before_any_write(
     assert [f[b"origin_id"] for _i, f in dead] == [culprit]
     assert b"WRONGTYPE" in dead[0][1][b"error"]
     assert not await redis.exists(keys.seen(ref().tag, f"{3:032x}"))  # never counted
-    assert await redis.llen(keys.dur(ref("GET /other").id)) == 1
+    assert len(await samples.read(redis, keys, ref("GET /other").id)) == 1
     assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
 
 
@@ -111,8 +111,8 @@ async def test_flagged_events_are_recorded_once_among_normal_ones_and_capped_buc
     flagged = [f for _i, f in await redis.xrange(keys.anomalies)]
     assert sorted(f[b"trace_id"].decode() for f in flagged) == [f"{i:032x}" for i in (3, 6, 9)]
     assert all(f[b"reason"].startswith(b"500 ms > threshold 400 ms") for f in flagged)
-    assert await redis.llen(keys.dur(ref().id)) == 10
-    assert await redis.llen(keys.dur(ref("GET /z", "cart").id)) == 1
+    assert len(await samples.read(redis, keys, ref().id)) == 10
+    assert len(await samples.read(redis, keys, ref("GET /z", "cart").id)) == 1
     dead = await redis.xrange(keys.dead)
     assert len(dead) == 10 and all(f[b"endpoint"] == b"GET /new" for _i, f in dead)
     assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
@@ -132,4 +132,4 @@ async def test_a_stop_handles_the_batch_read_ahead_and_leaves_nothing_pending(
     await asyncio.wait_for(task, 10)
     (group,) = await redis.xinfo_groups(keys.traces)
     assert group["pending"] == 0 and 0 < group["entries-read"] < 2000
-    assert await redis.llen(keys.dur(ref().id)) == min(group["entries-read"], 1000)
+    assert len(await samples.read(redis, keys, ref().id)) == min(group["entries-read"], 1000)

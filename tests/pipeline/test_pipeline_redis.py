@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from redis.asyncio import Redis
 
-from pipeline import streams
+from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import bucket_of, load_zone
 from pipeline.ingest import Ingestor, IngestParams
@@ -55,9 +55,9 @@ async def test_samples_are_counted_once_trimmed_and_marked_dirty_once(redis: Red
     ing = ingestor(redis, keys, window_size=100)
     await drain(ing, redis, keys)
 
-    samples = await redis.lrange(keys.dur(ref.id), 0, -1)
-    assert len(samples) == 100  # LTRIM to windowSize, newest first
-    assert samples[0] == b"219000" and samples[-1] == b"120000"  # integer microseconds
+    stored = await samples.read(redis, keys, ref.id)
+    assert len(stored) == 100  # the newest windowSize, read oldest first
+    assert stored[0] == 120.0 and stored[-1] == 219.0  # milliseconds
     assert await redis.ttl(keys.dur(ref.id)) > 86400 * 7
     seen_ttl = await redis.ttl(keys.seen(ref.tag, "0" * 31 + "1"))
     assert 0 < seen_ttl <= 900
@@ -85,7 +85,7 @@ async def test_bad_entries_are_dead_lettered_with_reasons_and_never_block_the_ba
     await drain(ingestor(redis, keys), redis, keys)
 
     ref = BucketRef("checkout", "POST /pay", bucket_of(now, ZONE))
-    assert await redis.llen(keys.dur(ref.id)) == 2
+    assert len(await samples.read(redis, keys, ref.id)) == 2
     dead = await redis.xrange(keys.dead)
     assert len(dead) == 4
     first = dead[0][1]

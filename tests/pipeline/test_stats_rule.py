@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.buckets import TimeBucket
 from pipeline.keys import BucketRef
 from pipeline.rule import RuleParams, evaluate, judged_threshold, ms, threshold_of
-from pipeline.stats import Baseline, compute_baseline, samples_to_ms
+from pipeline.stats import Baseline, compute_baseline
 
 REF = BucketRef("checkout", "POST /pay", TimeBucket(14, "weekday"))
 TZ = "Asia/Taipei"
@@ -24,11 +24,6 @@ def test_percentiles_and_mad() -> None:
     assert b.p95 == pytest.approx(95.05)
     assert b.mad == pytest.approx(25.0)  # median of |x - 50.5| over 1..100
     assert (b.count, b.updated_ms) == (100, 7)
-
-
-def test_samples_are_decoded_from_integer_microseconds() -> None:
-    assert samples_to_ms([b"120000", b"500", b"0"]).tolist() == [120.0, 0.5, 0.0]
-    assert samples_to_ms([]).size == 0
 
 
 def test_empty_sample_gives_zero_count() -> None:

@@ -10,7 +10,15 @@ from redis.asyncio import Redis
 from pipeline.buckets import bucket_of
 from pipeline.keys import INGEST_GROUP, BucketRef
 from pipeline.metrics import Metrics
-from tests.reliability.conftest import ZONE, BASE_NS, Truth, drain, make_ingestor, report
+from tests.reliability.conftest import (
+    BASE_NS,
+    ZONE,
+    Truth,
+    drain,
+    make_ingestor,
+    report,
+    us_counts,
+)
 
 MB = 1024 * 1024
 GOOD = {"trace_id": "ab" * 16, "service": "svc", "endpoint": "GET /x",
@@ -91,7 +99,7 @@ async def test_poison_is_dead_lettered_and_good_entries_in_the_same_batch_count(
 async def _counted(aredis: Redis, truth: Truth) -> dict[str, Counter[int]]:
     out = {}
     for bucket in {b for b, _us in truth.sent.values()}:
-        out[bucket] = Counter(int(x) for x in await aredis.lrange(truth.keys.dur(bucket), 0, -1))
+        out[bucket] = us_counts(await aredis.get(truth.keys.dur(bucket)))
     return out
 
 
@@ -99,7 +107,7 @@ async def test_processing_failure_dead_letters_only_the_culprit(aredis: Redis, t
     keys = truth.keys
     broken = truth.make("svc", "GET /broken", BASE_NS)
     broken_bucket, _ = truth.sent.pop(broken["trace_id"])
-    await aredis.set(keys.dur(broken_bucket), "not a list")  # LPUSH would fail: WRONGTYPE
+    await aredis.set(keys.dur(broken_bucket), "not a list")  # not a sample ring: WRONGTYPE
     culprit = await aredis.xadd(keys.traces, broken)
     for i in range(30):
         await aredis.xadd(keys.traces, truth.make("svc", f"GET /ok{i % 3}", BASE_NS + i))

@@ -92,6 +92,10 @@ def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix
         inspect = subprocess.run([*BIN, "inspect"], env=env, cwd=ROOT, text=True,
                                  capture_output=True)
         assert "1 dead letters" in inspect.stdout and "trace_id" in inspect.stdout
+        ring = subprocess.run([*BIN, "samples", "--service", "checkout", "--endpoint", "POST /pay",
+                               "--last", "3"], env=env, cwd=ROOT, text=True, capture_output=True)
+        assert ": 80 samples (window 1000)" in ring.stdout, ring.stdout + ring.stderr
+        assert ring.stdout.rstrip().endswith("(ms): 100 101 102"), ring.stdout  # i = 77, 78, 79
     finally:
         code, out = stop(proc)
     assert code == 0, out
