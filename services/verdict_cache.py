@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from prometheus_client import Counter
 
 from pipeline.keys import BucketRef
+from pipeline.metrics import StatusCounter
 from pipeline.rule import RuleParams, evaluate, explain_threshold, ms, where
 from pipeline.stats import Baseline
 from services.views import baseline_json, bucket_json, threshold_json, verdict_json
@@ -62,14 +62,19 @@ class VerdictCache:
     The nested dicts of a verdict are shared with the cache: serialize them, never
     mutate them."""
 
-    def __init__(self, rule: RuleParams, tz_name: str, counter: Counter | None = None,
+    def __init__(self, rule: RuleParams, tz_name: str, counter: StatusCounter | None = None,
                  max_buckets: int = MAX_BUCKETS) -> None:
         self.rule = rule
         self.tz_name = tz_name
         self._max = max_buckets
         self._ids: dict[BucketRef, str] = {}
         self._compiled: dict[str, _Compiled] = {}
-        self._counters = {s: counter.labels(s) for s in STATUSES} if counter else None
+        # Every status exported from the start (0 until seen); counted as plain floats.
+        self._counts: dict[str, float] | None = None
+        if counter is not None:
+            for status in STATUSES:
+                counter.labels(status)
+            self._counts = counter.counts
 
     def bucket_id(self, ref: BucketRef) -> str:
         bucket_id = self._ids.get(ref)
@@ -126,14 +131,14 @@ class VerdictCache:
         else:
             status = "normal"
             reason = b'"' + ms(duration_ms).encode() + b" <= " + c.reason_tail_json
-        if self._counters is not None:
-            self._counters[status].inc()
+        if self._counts is not None:
+            self._counts[status] += 1
         return b"".join((c.heads[status], orjson.dumps(duration_ms), c.mid, c.aged_json,
                          c.tail, reason, b"}"))
 
     def _count(self, status: str) -> None:
-        if self._counters is not None:
-            self._counters[status].inc()
+        if self._counts is not None:
+            self._counts[status] += 1
 
     @staticmethod
     def _aged(c: _Compiled) -> dict[str, Any]:

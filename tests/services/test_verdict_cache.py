@@ -8,10 +8,11 @@ import time
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
 from pipeline.buckets import TimeBucket
 from pipeline.keys import BucketRef
+from pipeline.metrics import StatusCounter
 from pipeline.rule import RuleParams, evaluate
 from pipeline.stats import Baseline
 from services.verdict_cache import VerdictCache
@@ -80,7 +81,7 @@ def test_no_baseline_and_a_new_baseline_recompile() -> None:
 
 def test_counts_each_verdict_by_status() -> None:
     registry = CollectorRegistry()
-    counter = Counter("checks", "checks", ["status"], registry=registry)
+    counter = StatusCounter("checks", "checks", "status", registry=registry)
     cache = VerdictCache(RULE, TZ, counter)
     base = Baseline(100.0, 200.0, 5.0, 500, int(time.time() * 1000))
     cache.verdict(REF, REF.id, base, 1000.0)
@@ -91,6 +92,7 @@ def test_counts_each_verdict_by_status() -> None:
     assert registry.get_sample_value("checks_total", {"status": "anomaly"}) == 2
     assert registry.get_sample_value("checks_total", {"status": "normal"}) == 1
     assert registry.get_sample_value("checks_total", {"status": "no_baseline"}) == 2
+    assert registry.get_sample_value("checks_total", {"status": "insufficient_samples"}) == 0
 
 
 def test_bounded() -> None:
