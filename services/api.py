@@ -1,8 +1,9 @@
 """The HTTP API (aiohttp): anomaly checks, baselines, health, metrics, the OpenAPI document.
 
 Handlers stay thin: parse → pipeline function → JSON. Errors are mapped to HTTP in one
-middleware: bad input 400 naming the field, oversized bodies 413, Redis down 503, and
-never a stack trace on the wire.
+place, `route_guard`, which wraps every route (no middleware: see there): bad input 400
+naming the field, unknown paths 404, other methods 405 with `Allow`, oversized bodies 413,
+Redis down 503, and never a stack trace on the wire.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -21,7 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import yaml
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -89,39 +90,80 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"error": message, **extra}, status)
 
 
-def api_middleware(token: bytes | None) -> Middleware:
-    """The app's one middleware: request ID and its log context, auth, errors to HTTP.
+def route_guard(token: bytes | None) -> Callable[[Handler, bool], Handler]:
+    """`guard(handler, public)`: the handler with request ID and its log context, auth
+    (unless `public`), and errors mapped to HTTP.
 
-    One layer, not one per concern: aiohttp already wraps any chain in a layer of its own,
-    and each layer costs a coroutine and a partial per request. Request IDs are the
-    client's `X-Request-ID` or this process's random prefix plus a counter (uuid4 cost
-    more than the rest of this function)."""
+    Per route, not a middleware: an app with any middleware makes aiohttp wrap every
+    request in a layer of its own and build the chain per route, which cost more than
+    this function's own work. Request IDs are the client's `X-Request-ID` or this
+    process's random prefix plus a counter (uuid4 cost more than the rest of this)."""
     prefix = secrets.token_hex(4) + "-"
     counter = itertools.count(1)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request.headers.get("X-Request-ID", "")[:64] or prefix + str(next(counter))
-        bound = REQUEST_ID.set(request_id)  # every line logged meanwhile carries request_id=
-        try:
-            if token is not None and request.path not in PUBLIC_PATHS:
-                scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(
-                        value.strip().encode(), token):
-                    raise Unauthorized
-            response = await handler(request)
-        except Exception as e:  # noqa: BLE001 - mapped to HTTP; a 500 is logged there
-            response = _error_response(request, e, request_id)
-        finally:
-            REQUEST_ID.reset(bound)
-        response.headers["X-Request-ID"] = request_id
-        return response
+    def guard(handler: Handler, public: bool = False) -> Handler:
+        required = None if public else token
 
-    return middleware
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            request_id = (request.headers.get("X-Request-ID", "")[:64]
+                          or prefix + str(next(counter)))
+            bound = REQUEST_ID.set(request_id)  # every line logged meanwhile carries request_id=
+            try:
+                if required is not None:
+                    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+                    if scheme.lower() != "bearer" or not hmac.compare_digest(
+                            value.strip().encode(), required):
+                        raise Unauthorized
+                response = await handler(request)
+            except Exception as e:  # noqa: BLE001 - mapped to HTTP; a 500 is logged there
+                response = _error_response(request, e, request_id)
+            finally:
+                REQUEST_ID.reset(bound)
+            response.headers["X-Request-ID"] = request_id
+            return response
+
+        return guarded
+
+    return guard
 
 
-# The auth check lives in api_middleware; the name stays for what looks it up by it.
-auth_middleware = api_middleware
+# The auth check lives in route_guard; the name stays for what looks it up by it.
+auth_middleware = route_guard
+
+
+def add_routes(app: web.Application, token: bytes | None,
+               routes: Iterable[tuple[str, str, Handler]]) -> None:
+    """Each (method, path, handler) guarded by `route_guard`, plus the answers aiohttp
+    would give without a route (404, 405 with `Allow`) as guarded routes too, so
+    they carry the same JSON errors, auth and `X-Request-ID` with no middleware.
+
+    405: every path gets a catch-all method ("*"), which aiohttp tries only after the
+    path's own methods. 404: a catch-all path, indexed under "/", which aiohttp tries
+    only after every longer path prefix had no match."""
+    guard = route_guard(token)
+    for method, path, handler in routes:
+        guarded = guard(handler, path in PUBLIC_PATHS)
+        if method == "GET":
+            app.router.add_get(path, guarded)  # and HEAD, as aiohttp does
+        else:
+            app.router.add_route(method, path, guarded)
+    for resource in list(app.router.resources()):
+        assert isinstance(resource, web.Resource)  # add_route made each one
+        allowed = {route.method for route in resource}
+        public = resource.canonical in PUBLIC_PATHS
+        resource.add_route("*", guard(_method_not_allowed(allowed), public))
+    app.router.add_route("*", "/{path:.*}", guard(_not_found, False))
+
+
+def _method_not_allowed(allowed: set[str]) -> Handler:
+    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+
+    return method_not_allowed
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPNotFound
 
 
 class Unauthorized(Exception):
@@ -258,6 +300,16 @@ async def openapi(request: web.Request) -> web.Response:
 
 OPENAPI = web.AppKey("openapi", dict)
 
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("POST", "/v1/anomaly/check", check),
+    ("POST", "/v1/anomaly/check:batch", check_batch),
+    ("GET", "/v1/baseline", baseline),
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/metrics", metrics_handler),
+    ("GET", "/openapi.json", openapi),
+)
+
 
 async def _watch_baseline_versions(app: web.Application) -> AsyncIterator[None]:
     """Follow recompute's version counter in the background for the app's lifetime."""
@@ -280,17 +332,9 @@ def create_app(
 ) -> web.Application:
     baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
     ctx = Ctx(settings, redis, metrics, baselines, health or Health())
-    app = web.Application(
-        middlewares=[api_middleware(ctx.token)], client_max_size=settings.api.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.api.max_body_bytes)  # no middleware
     app[CTX] = ctx
     app.cleanup_ctx.append(_watch_baseline_versions)
     app[OPENAPI] = load_openapi()
-    app.router.add_post("/v1/anomaly/check", check)
-    app.router.add_post("/v1/anomaly/check:batch", check_batch)
-    app.router.add_get("/v1/baseline", baseline)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/openapi.json", openapi)
+    add_routes(app, ctx.token, ROUTES)
     return app

@@ -4,9 +4,11 @@ Each server runs in its own process pinned to CPU 0; wrk (Debian's `wrk`) runs p
 CPU 1 with 50 connections. Rows, all from the same run:
 - `bare`: an aiohttp POST handler that reads the body and returns constant JSON (ceiling);
 - `bare+noop-middleware`: the same handler behind one pass-through middleware (what
-  aiohttp's middleware machinery costs by itself: an app needs one to map errors);
-- `bare+project-middlewares`: the same handler behind the project's middlewares (errors
-  with request ids and log context, auth), the framework layer before any check work;
+  aiohttp's middleware machinery costs by itself; the project has none any more);
+- `bare+project-middlewares`: the same handler routed and wrapped as the project's are
+  (`services.api.add_routes`: the per-route guard with request id and log context, auth,
+  errors to HTTP, and the 404/405 fallback routes), the framework layer before any check
+  work. The row keeps its old name so figures stay comparable across versions;
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from pipeline.metrics import Metrics
-from services.api import api_middleware, create_app
+from services.api import add_routes, create_app
 from services.config import Settings
 from services.redis_client import connect
 
@@ -33,14 +33,15 @@ async def passthrough(
     return await handler(request)
 
 
-def bare_app(middlewares: str = "") -> web.Application:
-    """The ceiling; behind one no-op middleware ("noop") or the project's own ("project")."""
-    if not middlewares:
+def bare_app(wrapping: str = "") -> web.Application:
+    """The ceiling; behind one no-op middleware ("noop"), or routed and wrapped as the
+    project routes and wraps its own handlers ("project": `services.api.add_routes`,
+    its per-route guard and 404/405 fallbacks, no middleware)."""
+    if wrapping == "project":
         app = web.Application()
-    elif middlewares == "noop":
-        app = web.Application(middlewares=[passthrough])
-    else:
-        app = web.Application(middlewares=[api_middleware(token=None)])
+        add_routes(app, None, [("POST", "/v1/anomaly/check", constant)])
+        return app
+    app = web.Application(middlewares=[passthrough] if wrapping == "noop" else [])
     app.router.add_post("/v1/anomaly/check", constant)
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,7 @@ from pipeline.metrics import Metrics
 from pipeline.stats import Baseline
 from services.api import create_app, load_openapi
 from services.config import Settings
+from services.logs import REQUEST_ID
 
 pytestmark = pytest.mark.redis
 ClientMaker = Callable[..., Awaitable[TestClient]]
@@ -195,3 +197,65 @@ async def test_bearer_token(aiohttp_client: ClientMaker, redis: Redis, prefix: s
     good = {"Authorization": "Bearer s3cret"}
     assert (await client.post("/v1/anomaly/check", json=body(), headers=good)).status == 200
     assert (await client.get("/healthz")).status == 200  # health stays open
+
+
+async def test_unmatched_routes_are_json_404_and_405_with_allow(client: TestClient) -> None:
+    for path in ("/nope", "/", "/healthz/", "/v1/anomaly/check/extra"):
+        missing = await client.get(path, headers={"X-Request-ID": "lost-1"})
+        assert missing.status == 404, path
+        assert await missing.json() == {"error": "Not Found"}
+        assert missing.headers["X-Request-ID"] == "lost-1"
+    wrong = await client.get("/v1/anomaly/check")
+    assert wrong.status == 405 and await wrong.json() == {"error": "Method Not Allowed"}
+    assert wrong.headers["Allow"] == "POST" and wrong.headers["X-Request-ID"]
+    wrong = await client.delete("/healthz")
+    assert wrong.status == 405 and wrong.headers["Allow"] == "GET,HEAD"
+    head = await client.head("/healthz")
+    assert head.status == 200 and head.headers["X-Request-ID"]
+
+
+async def test_no_middleware_and_every_route_guarded(client: TestClient) -> None:
+    """aiohttp skips its middleware machinery only for an app with no middleware."""
+    assert not client.app.middlewares
+    ids = set()
+    for _ in range(3):
+        response = await client.get("/healthz")
+        ids.add(response.headers["X-Request-ID"])
+    assert len(ids) == 3  # a fresh ID per request when the client sends none
+
+
+async def test_token_guards_unknown_routes_too_and_not_health(
+    aiohttp_client: ClientMaker, redis: Redis, prefix: str
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(prefix, token="s3cret"), redis, Metrics()))
+    assert (await client.get("/nope")).status == 401
+    assert (await client.get("/v1/anomaly/check")).status == 401  # auth before the 405
+    denied = await client.delete("/healthz")
+    assert denied.status == 405 and denied.headers["X-Request-ID"]  # public: no auth needed
+    good = {"Authorization": "Bearer s3cret"}
+    assert (await client.get("/nope", headers=good)).status == 404
+    assert (await client.get("/v1/anomaly/check", headers=good)).status == 405
+
+
+async def test_lines_logged_during_a_request_carry_its_id(
+    aiohttp_client: ClientMaker, prefix: str
+) -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    client = await aiohttp_client(create_app(settings_for(prefix), dead, Metrics()))
+    seen: list[str | None] = []
+
+    class Spy(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "store_unavailable" in record.getMessage():
+                seen.append(REQUEST_ID.get(None))
+
+    spy = Spy()
+    logging.getLogger("services.api").addHandler(spy)
+    try:
+        response = await client.post("/v1/anomaly/check", json=body(),
+                                      headers={"X-Request-ID": "trace-me"})
+    finally:
+        logging.getLogger("services.api").removeHandler(spy)
+        await dead.aclose()
+    assert response.status == 503 and response.headers["X-Request-ID"] == "trace-me"
+    assert seen == ["trace-me"]
