@@ -15,7 +15,6 @@ stalls, entries still expire on time. In the steady state a lookup is a dict rea
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -26,6 +25,7 @@ from redis.exceptions import RedisError
 
 from pipeline.errors import StoreUnavailable
 from pipeline.keys import Keys
+from pipeline.retry import sleep_or_stop
 from pipeline.stats import Baseline
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,7 @@ class BaselineStore:
         try:
             while not stop.is_set():
                 await self._check_version(self._clock())
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+                await sleep_or_stop(stop, interval_s)
         finally:
             self._watched = False
 

@@ -35,9 +35,16 @@ class Backoff:
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when woken by `stop`."""
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    """Sleep up to `seconds`; True when woken by `stop`.
+
+    asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation
+    that lands in the same loop iteration as `stop` being set (CPython gh-86296, fixed in
+    3.12's rewrite), and the cancelled task runs on as if nothing happened."""
+    if stop.is_set():
         return True
+    try:
+        async with asyncio.timeout(max(0.0, seconds)):
+            await stop.wait()
     except TimeoutError:
         return False
+    return True

@@ -44,6 +44,8 @@ REJECTED_CAP_S = 300.0
 BACKFILL_WINDOW_S = 3600
 # Attempts per backfill window before it is given up (and counted in the summary).
 BACKFILL_ATTEMPTS = 6
+# How long the leader waits for its lease-keeping helpers once it cancelled them.
+HELPER_STOP_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,11 @@ class TempoSource:
             self.metrics.tempo_leader.set(0)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # Bounded: a helper that swallows its cancellation must not keep the leader
+            # (and a shutdown or a takeover test) waiting forever.
+            _, stuck = await asyncio.wait(tasks, timeout=HELPER_STOP_S)
+            for task in stuck:
+                log.error("event=tempo_helper_stuck task=%s action=abandon", task.get_coro())
             if stop.is_set():
                 with contextlib.suppress(*TRANSIENT):
                     await self.lease.release()
