@@ -77,6 +77,8 @@ class Keys:
         self.base_version = f"{prefix}base-version"
         # tempo-source: last fully covered second, and the single-poller lease.
         self.tempo_watermark = f"{prefix}tempo:watermark"
+        # tempo-source and backfill: the ranges of trace start times already published.
+        self.tempo_covered = f"{prefix}tempo:covered"
         self.tempo_lease = f"{prefix}tempo:lease"
 
     def dur(self, bucket_id: str) -> str:

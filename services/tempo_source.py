@@ -33,7 +33,7 @@ from pipeline.tempo_client import (
 )
 from pipeline.tempo_parse import Features, features_for
 from services.config import Settings, TempoSettings
-from services.tempo_state import Lease, Watermark
+from services.tempo_state import Coverage, Lease, Watermark
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class TempoSource:
         self.clock = clock
         self.lease = Lease(redis, keys, tempo.lease_ttl_s)
         self.watermark = Watermark(redis, keys)
+        self.coverage = Coverage(redis, keys)
         self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
                                    features_for(None))
         self._features_known = False
@@ -254,6 +255,7 @@ class TempoSource:
             if not await self.harvester.cover(window, halt):
                 return
             await self.watermark.advance(window.end_s)
+            await self.coverage.add(window.start_s, window.end_s)
             self._update_lag(window.end_s)
         s = self.harvester.stats
         log.debug("event=tempo_poll windows=%d published_total=%d seen_total=%d",
@@ -311,6 +313,7 @@ class BackfillSummary:
     truncations: int
     unresolved: int
     elapsed_s: float
+    covered_s: int = 0  # of the range, already published earlier: not searched again
 
     @property
     def ok(self) -> bool:
@@ -323,6 +326,8 @@ class BackfillSummary:
             f"{self.windows} windows in {self.queries} searches; {self.truncations} truncated "
             f"({self.unresolved} unresolved); {self.failed_windows} windows failed; "
             f"{self.elapsed_s:.1f}s; Tempo {self.tempo_version}"
+            + (f"; {format_duration(self.covered_s)} already published, skipped"
+               if self.covered_s else "")
         )
 
 
@@ -362,19 +367,31 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
         harvester = Harvester(client, redis, keys, metrics, harvest_params(t), features)
         cutoff_s = t.end_cutoff_s if t.end_cutoff_s is not None else features.end_cutoff_s
         end = int(time.time() - cutoff_s)
-        windows = chunks(end - since_s, end, min(BACKFILL_WINDOW_S, since_s))
+        coverage = Coverage(redis, keys)
+        gaps = await coverage.gaps(end - since_s, end)
+        covered_s = since_s - sum(g_end - g_start for g_start, g_end in gaps)
+        if covered_s:
+            progress.write(f"backfill: {format_duration(covered_s)} of the "
+                           f"{format_duration(since_s)} were already published (by the live "
+                           "source or an earlier backfill) and are skipped: searching them "
+                           "again would count their traces twice\n")
+        size_s = min(BACKFILL_WINDOW_S, since_s)
+        windows = [w for g_start, g_end in gaps for w in chunks(g_start, g_end, size_s)]
         bar = _Progress(progress, len(windows))
         bar.update(0, 0)
         failed = 0
         for i, window in enumerate(windows, 1):
-            failed += not await _cover_retrying(harvester, window, metrics, t.interval_s)
+            if await _cover_retrying(harvester, window, metrics, t.interval_s):
+                await coverage.add(window.start_s, window.end_s)
+            else:
+                failed += 1
             bar.update(i, harvester.stats.published)
         if failed == 0:
             await _advance_after_backfill(Watermark(redis, keys), end - since_s, end)
     s = harvester.stats
     summary = BackfillSummary(since_s, features.version, len(windows), failed, s.queries, s.seen,
                               s.published, s.duplicates, s.held, s.truncations, s.unresolved,
-                              time.monotonic() - started)
+                              time.monotonic() - started, covered_s)
     log.info("event=tempo_backfill_done summary=%r", str(summary))
     return summary
 

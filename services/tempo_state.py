@@ -8,6 +8,13 @@ Watermark (`<p>tempo:watermark`): the last unix second up to which every window 
 searched and published. It only moves forward (a Lua max), so a stale leader that still
 finishes a window can never move it back, and any value written is true: whoever wrote
 it did cover that second.
+
+Coverage (`<p>tempo:covered`): every range of trace start times that was fully searched
+and published, by the live source or a backfill, as disjoint intervals (a ZSET, member
+"start-end", score start; merged in Lua as ranges are added). Backfill skips what it
+holds: ingest's dedup only remembers trace IDs for 15 minutes, so searching a range
+again later would count its traces twice. Outages leave gaps in it, which a backfill
+then fills.
 """
 
 from __future__ import annotations
@@ -40,6 +47,25 @@ if tonumber(ARGV[1]) > current then
 end
 return 0
 """
+
+# Add [ARGV[1], ARGV[2]] to the interval set KEYS[1], merging what it overlaps or touches.
+_COVER = """
+local s, e = tonumber(ARGV[1]), tonumber(ARGV[2])
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', e)) do
+  local ms, me = string.match(m, '^(%d+)-(%d+)$')
+  ms, me = tonumber(ms), tonumber(me)
+  if me and me >= s then
+    if ms < s then s = ms end
+    if me > e then e = me end
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+redis.call('ZADD', KEYS[1], s, s .. '-' .. e)
+return redis.call('ZCARD', KEYS[1])
+"""
+# Intervals kept: an outage now and then adds one; past this the oldest are dropped
+# (a backfill of that far back would then search them again).
+MAX_INTERVALS = 10_000
 
 
 def identity() -> str:
@@ -90,3 +116,48 @@ class Watermark:
     async def advance(self, second: int) -> bool:
         """Move forward to `second`; False when it already was at or past it."""
         return bool(await self._advance(keys=[self.key], args=[int(second)]))
+
+
+class Coverage:
+    """The ranges of trace start times already published (see the module docstring)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.key = keys.tempo_covered
+        self._cover = redis.register_script(_COVER)
+
+    async def add(self, start_s: int, end_s: int) -> None:
+        if end_s <= start_s:
+            return
+        count = int(await self._cover(keys=[self.key], args=[int(start_s), int(end_s)]))
+        if count > MAX_INTERVALS:
+            await self.redis.zremrangebyrank(self.key, 0, count - MAX_INTERVALS - 1)
+
+    async def intervals(self) -> list[tuple[int, int]]:
+        """Every covered interval, oldest first."""
+        out = []
+        for member in await self.redis.zrange(self.key, 0, -1):
+            start, _, end = str(member.decode() if isinstance(member, bytes) else member
+                                ).partition("-")
+            out.append((int(start), int(end)))
+        return out
+
+    async def gaps(self, start_s: int, end_s: int) -> list[tuple[int, int]]:
+        """The parts of [start_s, end_s] not covered yet, oldest first."""
+        return uncovered(start_s, end_s, await self.intervals())
+
+
+def uncovered(start_s: int, end_s: int, covered: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """[start_s, end_s] minus the (sorted, disjoint) covered intervals."""
+    out, at = [], start_s
+    for cs, ce in covered:
+        if ce <= at:
+            continue
+        if cs >= end_s:
+            break
+        if cs > at:
+            out.append((at, cs))
+        at = max(at, ce)
+    if at < end_s:
+        out.append((at, end_s))
+    return out

@@ -17,6 +17,7 @@ from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from services.config import Settings
 from services.tempo_source import TempoSource, backfill
+from services.tempo_state import Coverage
 
 SettingsFor = Callable[..., Settings]
 
@@ -221,6 +222,44 @@ async def test_backfill_pulls_history_in_windows_with_progress_and_summary(
     assert "100%" in out.getvalue().splitlines()[-1]
     watermark = int(await redis.get(Keys(prefix).tempo_watermark))
     assert abs(watermark - (now - 1)) <= 2  # the live source resumes where it ended
+
+
+async def test_a_backfill_never_searches_what_was_already_published(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    """Ingest's dedup forgets trace IDs after 15 minutes: a range searched twice, by the
+    live source and then a backfill, or by two backfills, would be counted twice."""
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0) as tempo:
+        tempo.traces = make_traces(120, now - 3500, now - 5, seed=8)
+        settings = settings_for(tempo.url, limit=50, lookback_s=600)
+        source = TempoSource.from_settings(settings, redis, metrics)
+        await source.cycle(asyncio.Event())  # the live source covers the last 10 minutes
+        await source.aclose()
+        live_end = int(tempo.searches[-1]["end"])
+        out = io.StringIO()
+        first = await backfill(settings, redis, metrics, 3600, out)
+        assert first.ok and 590 <= first.covered_s <= 610
+        assert "already published" in out.getvalue() and "already published" in str(first)
+        assert all(int(q["end"]) <= live_end - 590 for q in tempo.searches[1:])
+        searched = len(tempo.searches)
+        again = await backfill(settings, redis, metrics, 3600, io.StringIO())
+    assert again.ok and again.published == 0 and again.windows == 0
+    assert len(tempo.searches) == searched  # nothing searched twice
+    assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+
+
+async def test_coverage_merges_ranges_and_reports_the_gaps(redis: Redis, prefix: str) -> None:
+    coverage = Coverage(redis, Keys(prefix))
+    for start, end in [(100, 200), (300, 400), (150, 250), (400, 450), (500, 600), (90, 95)]:
+        await coverage.add(start, end)
+    assert await coverage.intervals() == [(90, 95), (100, 250), (300, 450), (500, 600)]
+    assert await coverage.gaps(0, 700) == [(0, 90), (95, 100), (250, 300), (450, 500),
+                                           (600, 700)]
+    assert await coverage.gaps(120, 240) == []
+    assert await coverage.gaps(240, 320) == [(250, 300)]
+    await coverage.add(0, 1000)
+    assert await coverage.intervals() == [(0, 1000)]
 
 
 async def test_backfill_rejected_is_a_config_error(
