@@ -1,26 +1,29 @@
 -- Apply one batch of validated trace events atomically (pipeline/ingest.py builds the call).
 --
--- KEYS: 1 traces stream, 2 dirty stream, 3 anomalies stream,
+-- KEYS: 1 traces stream, 2 dirty stream, 3 anomalies stream, 4 the service index,
 --       then per bucket b (1..nb): dur (sample ring), dirty mark, the service's endpoint index;
 --       then one seen key per event, in bucket order.
 -- ARGV: 1 group, 2 window_s, 3 seen_ttl_s, 4 bucket_ttl_s, 5 window_size,
 --       6 anomalies_maxlen, 7 nb, 8 max_endpoints (0: no cap), 9 n events,
---       10 na = how many ARGV the anomaly section takes,
+--       10 na = how many ARGV the anomaly section takes, 11 max_services (0: no cap),
 --       then the anomaly section: per flagged event its ordinal (1..n, bucket order),
 --       nf and nf anomaly fields;
 --       then the n stream ids, in bucket order;
---       then per bucket: bucket_id, endpoint, n_events, n_events durations (ms, each a
---       float32 as 4 bytes, the sample ring's format: pipeline/samples.py).
--- Returns {new, duplicate, marked_dirty, anomalies_recorded, capped bucket ordinals...}.
+--       then per bucket: bucket_id, service, endpoint, n_events, n_events durations (ms,
+--       each a float32 as 4 bytes, the sample ring's format: pipeline/samples.py).
+-- Returns {new, duplicate, marked_dirty, anomalies_recorded, capped bucket ordinals...}: b
+-- for a bucket whose endpoint is over its service's cap, -b when the service is over
+-- the cap on services.
 --
 -- Dedup, push, trim, dirty mark and ack happen in one step: a consumer killed at any
 -- instant either did all of it (the entry is acked) or none (it is redelivered and the
 -- seen key, absent, lets it count once).
 --
--- The endpoint index (ZSET endpoint -> last seen, unix s) caps how many endpoints one
--- service may track. Events of a bucket whose endpoint would exceed the cap are left
--- unacked and returned, so the caller dead-letters them with the reason (a crash before
--- it does just redelivers them: nothing is silently dropped).
+-- The service index (ZSET service -> last seen, unix s) caps how many services are
+-- tracked, and each service's endpoint index how many endpoints it may have. Events of a
+-- bucket over either cap are left unacked and returned, so the caller dead-letters them
+-- with the reason (a crash before it does just redelivers them: nothing is silently
+-- dropped).
 --
 -- Per-bucket bookkeeping is once per window, not once per batch: a bucket whose mark
 -- already holds the current window was admitted, typed and given its TTLs by an earlier
@@ -40,7 +43,8 @@ local nb = tonumber(ARGV[7])
 local max_endpoints = tonumber(ARGV[8])
 local n_events = tonumber(ARGV[9])
 local na = tonumber(ARGV[10])
-local first_id = 11 + na
+local max_services = tonumber(ARGV[11])
+local first_id = 12 + na
 
 -- The server's clock defines windows, so every consumer agrees on them.
 local now = redis.call('TIME')
@@ -129,48 +133,59 @@ for i = 1, 3 do
   local err = wrong_type(KEYS[i], 'stream')
   if err then return redis.error_reply(err) end
 end
+if max_services > 0 then
+  local err = wrong_type(KEYS[4], 'zset')
+  if err then return redis.error_reply(err) end
+end
 -- settled[b]: the bucket was already marked dirty in this window; lens[b]: its ring's length.
 local settled, lens = {}, {}
 for b = 1, nb do
-  local mark_key = KEYS[2 + 3 * b]
+  local mark_key = KEYS[3 + 3 * b]
   local mark = redis.pcall('GET', mark_key)  -- GET fails on a non-string: the mark's check
   if type(mark) == 'table' and mark['err'] then
     return redis.error_reply('WRONGTYPE ' .. mark_key .. ' is not a string')
   end
   settled[b] = (mark == window)
-  local len, err = ring_len(KEYS[1 + 3 * b])
+  local len, err = ring_len(KEYS[2 + 3 * b])
   lens[b] = len
   if not err and not settled[b] then
-    err = wrong_type(KEYS[3 + 3 * b], 'zset')
+    err = wrong_type(KEYS[4 + 3 * b], 'zset')
   end
   if err then return redis.error_reply(err) end
 end
 for b = 1, nb do
-  if lens[b] == -1 then lens[b] = convert_list(KEYS[1 + 3 * b]) end
+  if lens[b] == -1 then lens[b] = convert_list(KEYS[2 + 3 * b]) end
 end
 
--- May this bucket's endpoint be tracked? Endpoints idle past the bucket TTL (their
--- samples are gone) free their slot.
-local function admit(index_key, endpoint)
-  if max_endpoints <= 0 then
+-- May `member` join the capped index? Members idle past the bucket TTL (their samples
+-- are gone) free their slot.
+local function admit_to(index_key, member, cap)
+  if cap <= 0 then
     return true
   end
-  if not redis.call('ZSCORE', index_key, endpoint) then
-    if redis.call('ZCARD', index_key) >= max_endpoints then
+  if not redis.call('ZSCORE', index_key, member) then
+    if redis.call('ZCARD', index_key) >= cap then
       redis.call('ZREMRANGEBYSCORE', index_key, '-inf', now_s - bucket_ttl)
-      if redis.call('ZCARD', index_key) >= max_endpoints then
+      if redis.call('ZCARD', index_key) >= cap then
         return false
       end
     end
   end
-  redis.call('ZADD', index_key, now_s, endpoint)
+  redis.call('ZADD', index_key, now_s, member)
   redis.call('EXPIRE', index_key, bucket_ttl)
   return true
 end
 
+-- 0 when the bucket may be tracked, else why not: 1 endpoint cap, 2 service cap.
+local function admit(index_key, service, endpoint)
+  if not admit_to(KEYS[4], service, max_services) then return 2 end
+  if not admit_to(index_key, endpoint, max_endpoints) then return 1 end
+  return 0
+end
+
 -- Flagged events by ordinal: ARGV position of their fields and how many.
 local flags = {}
-local f = 11
+local f = 12
 while f < first_id do
   flags[tonumber(ARGV[f])] = f
   f = f + 2 + tonumber(ARGV[f + 1])
@@ -180,15 +195,15 @@ local new, dup, marked, flagged = 0, 0, 0, 0
 local capped = {}
 local acks = nil  -- nil while every bucket is admitted: then the ids are acked as a range
 local a = first_id + n_events
-local s = 4 + 3 * nb
+local s = 5 + 3 * nb
 local e = 0  -- ordinal of the current event
 for b = 1, nb do
-  local dur_key = KEYS[1 + 3 * b]
+  local dur_key = KEYS[2 + 3 * b]
   local bucket_id = ARGV[a]
-  local n = tonumber(ARGV[a + 2])
-  local tracked = settled[b] or admit(KEYS[3 + 3 * b], ARGV[a + 1])
-  if not tracked then
-    capped[#capped + 1] = b
+  local n = tonumber(ARGV[a + 3])
+  local refused = settled[b] and 0 or admit(KEYS[4 + 3 * b], ARGV[a + 1], ARGV[a + 2])
+  if refused ~= 0 then
+    capped[#capped + 1] = refused == 2 and -b or b
     if not acks then
       acks = {}
       for i = first_id, first_id + e - 1 do acks[#acks + 1] = ARGV[i] end
@@ -197,7 +212,7 @@ for b = 1, nb do
     e = e + n
   else
     local fresh, nfresh = {}, 0
-    for i = a + 3, a + 2 + n do
+    for i = a + 4, a + 3 + n do
       e = e + 1
       if acks then acks[#acks + 1] = ARGV[first_id + e - 1] end
       if redis.call('SET', KEYS[s], '1', 'NX', 'EX', seen_ttl) then
@@ -222,14 +237,14 @@ for b = 1, nb do
         redis.call('EXPIRE', dur_key, bucket_ttl)
       end
       if not settled[b] then
-        redis.call('SET', KEYS[2 + 3 * b], window, 'EX', mark_ttl)
+        redis.call('SET', KEYS[3 + 3 * b], window, 'EX', mark_ttl)
         redis.call('XADD', KEYS[2], '*', 'bucket', bucket_id, 'window', window)
         marked = marked + 1
         settled[b] = true
       end
     end
   end
-  a = a + 3 + n
+  a = a + 4 + n
 end
 if acks then
   if #acks > 0 then

@@ -51,6 +51,9 @@ class IngestParams:
     # Endpoints one service may track (0: no cap). Names with IDs in them would otherwise
     # create buckets without bound; idle endpoints free their slot after bucket_ttl_s.
     max_endpoints_per_service: int = 2000
+    # Services tracked (0: no cap): a producer that puts pod names or versions in the
+    # service name would otherwise create buckets without bound.
+    max_services: int = 1000
     # A group this many entries behind (undelivered + pending) gets a loud log line.
     lag_alert_entries: int = 100_000
     dead_maxlen: int = 100_000
@@ -64,7 +67,8 @@ class BatchResult:
     invalid: int = 0
     marked: int = 0
     anomalies: int = 0
-    capped: int = 0
+    capped: int = 0  # dead-lettered by the endpoint cap
+    services_capped: int = 0  # dead-lettered by the service cap
 
 
 class Ingestor:
@@ -231,7 +235,7 @@ class Ingestor:
             await self.dead_letter([(i, raw[i], reason) for i, reason in rejected])
         result = BatchResult(
             result.new, result.duplicate, len(invalid), result.marked, result.anomalies,
-            result.capped,
+            result.capped, result.services_capped,
         )
         self._record(result, len(entries), time.perf_counter() - started)
         return result
@@ -268,6 +272,7 @@ class Ingestor:
         m.dirty_marks.inc(result.marked)
         m.anomalies.inc(result.anomalies)
         m.endpoint_capped.inc(result.capped)
+        m.service_capped.inc(result.services_capped)
         m.ingest_batch_size.observe(size)
         m.ingest_batch_seconds.observe(seconds)
 
@@ -275,7 +280,8 @@ class Ingestor:
         self, valid: list[Item]
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """One Lua call for the batch. Returns the counts and the entries it left unacked
-        because their service is at its endpoint cap, each with the reason."""
+        because their service is at its endpoint cap, or the deployment at its service
+        cap, each with the reason."""
         groups: dict[BucketKeys, list[Item]] = {}
         for item in valid:
             group = groups.get(item[2])
@@ -285,20 +291,45 @@ class Ingestor:
         baselines = await self.baselines.get_many([b.id for b in groups])
         new, dup, marked, flagged, *capped = await self._call(groups, baselines)
         buckets = list(groups.items())
-        rejected = [
-            (entry_id, self._cap_reason(buckets[int(b) - 1][0].ref))
-            for b in capped for entry_id, _p, _b in buckets[int(b) - 1][1]
-        ]
-        result = BatchResult(int(new), int(dup), 0, int(marked), int(flagged), len(rejected))
+        rejected: list[tuple[bytes, str]] = []
+        by_service = 0
+        for b in map(int, capped):  # -b: the service cap refused bucket b
+            bucket, items = buckets[abs(b) - 1]
+            reason = self._cap_reason(bucket.ref) if b > 0 else self._service_cap_reason(bucket.ref)
+            rejected += [(entry_id, reason) for entry_id, _p, _b in items]
+            by_service += len(items) if b < 0 else 0
+        result = BatchResult(int(new), int(dup), 0, int(marked), int(flagged),
+                             len(rejected) - by_service, by_service)
         return result, rejected
+
+    def _service_cap_reason(self, ref: BucketRef) -> str:
+        cap = self.params.max_services
+        if self._shout(""):  # one line a minute for the whole deployment
+            log.error(
+                "event=service_cap_reached cap=%d service=%r action=\"new services are "
+                "dead-lettered; is the service name carrying a pod name or version? raise "
+                "TLA_INGEST_MAX_SERVICES if the services are real\"", cap, ref.service[:100],
+            )
+        return (
+            f"service: {cap} services are already tracked (TLA_INGEST_MAX_SERVICES); "
+            f"{ref.service[:128]!r} is not one of them. Is the service name carrying a pod "
+            "name or a version?"
+        )
+
+    def _shout(self, key: str) -> bool:
+        """True at most once per CAP_LOG_EVERY_S per key (a service, or '' for the
+        deployment): caps are logged loudly, but not once per event."""
+        now = time.monotonic()
+        if now - self._cap_logged.get(key, -CAP_LOG_EVERY_S) < CAP_LOG_EVERY_S:
+            return False
+        if len(self._cap_logged) > 10_000:
+            self._cap_logged.clear()
+        self._cap_logged[key] = now
+        return True
 
     def _cap_reason(self, ref: BucketRef) -> str:
         cap = self.params.max_endpoints_per_service
-        now = time.monotonic()
-        if now - self._cap_logged.get(ref.service, -CAP_LOG_EVERY_S) >= CAP_LOG_EVERY_S:
-            if len(self._cap_logged) > 10_000:
-                self._cap_logged.clear()
-            self._cap_logged[ref.service] = now
+        if self._shout(ref.service):
             log.error(
                 "event=endpoint_cap_reached service=%r cap=%d endpoint=%r action=\"new "
                 "endpoints of this service are dead-lettered; report route templates, not raw "
@@ -328,7 +359,8 @@ class Ingestor:
 
 def _add(a: BatchResult, b: BatchResult) -> BatchResult:
     return BatchResult(a.new + b.new, a.duplicate + b.duplicate, a.invalid + b.invalid,
-                       a.marked + b.marked, a.anomalies + b.anomalies, a.capped + b.capped)
+                       a.marked + b.marked, a.anomalies + b.anomalies, a.capped + b.capped,
+                       a.services_capped + b.services_capped)
 
 
 def clip_fields(fields: dict[bytes, bytes]) -> dict[FieldT, EncodableT]:

@@ -43,6 +43,7 @@ class BucketKeys:
     # What the script takes, as bytes: sample ring, dirty mark, the service's endpoint index.
     keys: tuple[bytes, bytes, bytes]
     id_b: bytes
+    service_b: bytes
     endpoint_b: bytes
 
     @classmethod
@@ -51,7 +52,7 @@ class BucketKeys:
         script_keys = (keys.dur(bucket_id).encode(), keys.mark(bucket_id).encode(),
                        keys.endpoints(ref.service).encode())
         return cls(ref, bucket_id, keys.seen(ref.tag, ""), script_keys, bucket_id.encode(),
-                   ref.endpoint.encode())
+                   ref.service.encode(), ref.endpoint.encode())
 
 
 # One valid entry on its way to the script: stream id, parsed fields, its bucket.
@@ -67,12 +68,14 @@ class IngestCall:
         self._rule = rule
         self._tz_name = str(zone.key)
         self._script = PackedScript(redis, INGEST_LUA)
-        self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies)]
+        self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies,
+                                                  keys.services)]
         p = params
         self._static_args = [str(a).encode() for a in (
             INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
             p.anomalies_maxlen)]
         self._max_endpoints_arg = str(p.max_endpoints_per_service).encode()
+        self._max_services_arg = str(p.max_services).encode()
         self._zone_buckets = ZoneBuckets(zone)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
         self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
@@ -92,7 +95,8 @@ class IngestCall:
     async def __call__(
         self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
     ) -> list[Any]:
-        """The script's reply: new, duplicate, marked, flagged, capped bucket ordinals..."""
+        """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
+        bucket the endpoint cap refused (negated when the service cap did)."""
         keys = list(self._stream_keys)
         seen_keys: list[bytes] = []
         ids: list[bytes] = []
@@ -100,7 +104,7 @@ class IngestCall:
         per_bucket: list[bytes] = []
         for bucket, items in groups.items():
             keys += bucket.keys
-            per_bucket += [bucket.id_b, bucket.endpoint_b, b"%d" % len(items)]
+            per_bucket += [bucket.id_b, bucket.service_b, bucket.endpoint_b, b"%d" % len(items)]
             per_bucket += [pack_ms(parts[4]) for _i, parts, _b in items]
             seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
             threshold = self._threshold(bucket, baselines[bucket.id])
@@ -111,7 +115,8 @@ class IngestCall:
                         flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
             ids += [entry_id for entry_id, _p, _b in items]
         args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
-                b"%d" % len(ids), b"%d" % len(flags), *flags, *ids, *per_bucket]
+                b"%d" % len(ids), b"%d" % len(flags), self._max_services_arg, *flags, *ids,
+                *per_bucket]
         reply: list[Any] = await self._script(keys + seen_keys, args)
         return reply
 

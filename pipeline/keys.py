@@ -72,6 +72,8 @@ class Keys:
         self.dead = f"{prefix}traces:dead"
         self.dirty = f"{prefix}dirty"
         self.anomalies = f"{prefix}anomalies"
+        # ZSET service -> last seen (unix s): the services tracked, for their cap.
+        self.services = f"{prefix}services"
         # Counter recompute bumps whenever it writes baselines; API caches poll it to
         # drop stale entries. Outside `base:*` so SCANs over baselines never see it.
         self.base_version = f"{prefix}base-version"

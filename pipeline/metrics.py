@@ -137,6 +137,11 @@ class Metrics:
             "Trace events dead-lettered because their service reached its endpoint cap",
             registry=r,
         )
+        self.service_capped = Counter(
+            "tla_ingest_service_cap_rejected_total",
+            "Trace events dead-lettered because the deployment reached its service cap",
+            registry=r,
+        )
 
         # --- observer (services/observer.py): what Redis says about the streams ---------
         # Read periodically by the api process; every API replica reports the same values,

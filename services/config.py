@@ -76,6 +76,8 @@ class IngestSettings:
     consumer: str | None = None  # default: <hostname>-<pid>
     # Endpoints one service may track (0: no cap); past it new endpoints are dead-lettered.
     max_endpoints_per_service: int = 2000
+    # Services tracked (0: no cap); past it new services are dead-lettered.
+    max_services: int = 1000
     # A consumer group this many entries behind (undelivered + pending) is logged loudly.
     lag_alert_entries: int = 100_000
 
@@ -159,6 +161,7 @@ class Settings:
             # Look for orphans about twice per idle period, at least every 10 s.
             claim_every_s=min(10.0, max(0.5, i.claim_idle_s / 2)),
             max_endpoints_per_service=i.max_endpoints_per_service,
+            max_services=i.max_services,
             lag_alert_entries=i.lag_alert_entries,
         )
 
@@ -274,6 +277,7 @@ def validate(s: Settings) -> None:
         _positive(label, value)
     _positive("TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE", s.ingest.max_endpoints_per_service,
               strict=False)
+    _positive("TLA_INGEST_MAX_SERVICES", s.ingest.max_services, strict=False)
     if s.recompute.claim_idle_s is not None and s.recompute.claim_idle_s <= s.recompute.interval_s:
         raise ConfigError(
             "TLA_RECOMPUTE_CLAIM_IDLE_S must exceed TLA_RECOMPUTE_INTERVAL_S: a live agent "

@@ -1,4 +1,5 @@
-"""Promise 8: over-long names are rejected clearly; a per-service endpoint cap bounds cardinality."""
+"""Promise 8: over-long names are rejected clearly; caps on endpoints per service and on
+services bound cardinality."""
 
 from __future__ import annotations
 
@@ -82,3 +83,37 @@ async def test_endpoint_cap_bounds_cardinality_with_metric_and_log(
     report("input_bounds", endpoints_sent=IDS, cap=CAP, tracked=tracked,
            dead_lettered=len(dead), cap_metric=int(capped or 0), cap_log_lines=len(shouts),
            other_service_counted=5)
+
+
+async def test_service_cap_bounds_cardinality_with_metric_and_log(
+    aredis: Redis, truth: Truth, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A producer that puts pod names in the service name must not grow Redis without bound."""
+    keys = truth.keys
+    metrics = Metrics()
+    ingestor = make_ingestor(aredis, keys.prefix, metrics=metrics, ingest_max_services=3)
+    for i in range(10):
+        fields = truth.make(f"checkout-7f9c-{i}", "POST /pay", BASE_NS + i)
+        if i >= 3:
+            truth.sent.pop(fields["trace_id"])  # expected dead-lettered, never counted
+        await aredis.xadd(keys.traces, fields)
+    with caplog.at_level(logging.ERROR, logger="pipeline.ingest"):
+        await drain(ingestor)
+    dead = await aredis.xrange(keys.dead)
+    assert len(dead) == 7
+    assert all(b"TLA_INGEST_MAX_SERVICES" in f[b"error"] for _i, f in dead)
+    assert metrics.registry.get_sample_value("tla_ingest_service_cap_rejected_total") == 7
+    assert metrics.registry.get_sample_value("tla_ingest_endpoint_cap_rejected_total") == 0
+    assert len([r for r in caplog.records if "event=service_cap_reached" in r.getMessage()]) == 1
+    assert await aredis.zcard(keys.services) == 3
+    assert truth.counted(_sync(aredis)) == truth.expected()
+    assert (await aredis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+
+    # A tracked service keeps counting; one idle past the bucket TTL frees its slot.
+    await aredis.zadd(keys.services, {"checkout-7f9c-0": time.time() - 15 * 86400})
+    await aredis.xadd(keys.traces, truth.make("checkout-7f9c-1", "GET /other", BASE_NS))
+    await aredis.xadd(keys.traces, truth.make("cart", "POST /add", BASE_NS))
+    await drain(ingestor)
+    assert len(await aredis.xrange(keys.dead)) == 7
+    members = {m.decode() for m in await aredis.zrange(keys.services, 0, -1)}
+    assert members == {"checkout-7f9c-1", "checkout-7f9c-2", "cart"}
