@@ -85,7 +85,8 @@ def decode_legacy(raw: Sequence[bytes | str]) -> np.ndarray:
 
 
 async def fetch(redis: Redis, keys: Keys, bucket_ids: Sequence[str]) -> list[np.ndarray | None]:
-    """Every bucket's samples (ms, float64), one pipelined GET per bucket.
+    """Every bucket's samples (ms, float64), one pipelined GET per bucket. The client must
+    return bytes (no decode_responses): the rings are binary.
 
     A key that still holds a LIST from an older version is read with LRANGE instead. None
     for a key holding anything else (logged): no baseline can come from it."""

@@ -12,6 +12,7 @@ dedup stays the authority across processes).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import OrderedDict
@@ -121,6 +122,11 @@ class Harvester:
     features: Features
     recent: RecentIds = field(default_factory=RecentIds)
     stats: HarvestStats = field(default_factory=HarvestStats)
+    # Sorted, disjoint [start_s, end_s] ranges some search already covered (backfill sets
+    # it): a trace overlapping one was returned by that search and published then.
+    skip_covered: list[tuple[int, int]] = field(default_factory=list)
+    # Minimal windows that stayed truncated: not fully searched, so not covered.
+    unresolved_parts: list[Window] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.limit = self.params.limit
@@ -133,6 +139,7 @@ class Harvester:
         """Search `window` until no part is truncated; False if `stop` interrupted it.
         TempoError propagates: the caller decides between backing off and giving up."""
         pending = [window]
+        self.unresolved_parts.clear()
         while pending:
             if stop is not None and stop.is_set():
                 return False
@@ -151,6 +158,7 @@ class Harvester:
             pending.extend((right, left))  # oldest half first
             return
         self.stats.unresolved += 1
+        self.unresolved_parts.append(part)
         self.metrics.tempo_truncations.labels("unresolved").inc()
         log.warning(
             "event=tempo_truncated_unresolved start_s=%d end_s=%d limit=%d hint=%s",
@@ -213,6 +221,11 @@ class Harvester:
                 self.stats.duplicates += 1
                 self.metrics.tempo_traces_duplicate.inc()
                 continue
+            if self.skip_covered and _overlaps(trace.start_ns, trace.duration_ms,
+                                               self.skip_covered):
+                self.stats.duplicates += 1  # published by the search that covered it
+                self.metrics.tempo_traces_duplicate.inc()
+                continue
             event = to_event(trace, roots_only, self.params.source)
             if isinstance(event, Held):
                 self._held(event.reason)
@@ -236,6 +249,15 @@ class Harvester:
             self.recent.add(event.trace_id)
         self.stats.published += len(events)
         self.metrics.tempo_traces_published.inc(len(events))
+
+
+def _overlaps(start_ns: int, duration_ms: int, ranges: list[tuple[int, int]]) -> bool:
+    """Does the trace [start, start + duration] overlap one of the sorted, disjoint
+    [start_s, end_s] ranges (Tempo's search matches by overlap)?"""
+    start_s = start_ns / 1e9
+    end_s = start_s + duration_ms / 1000
+    i = bisect.bisect_right(ranges, (end_s, float("inf"))) - 1  # the last range starting <= end
+    return i >= 0 and ranges[i][1] >= start_s
 
 
 async def remember_published(redis: Redis, keys: Keys, recent: RecentIds, since_ms: int,

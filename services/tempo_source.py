@@ -33,7 +33,7 @@ from pipeline.tempo_client import (
 )
 from pipeline.tempo_parse import Features, features_for
 from services.config import Settings, TempoSettings
-from services.tempo_state import Coverage, Lease, Watermark
+from services.tempo_state import Coverage, Lease, Watermark, uncovered
 
 log = logging.getLogger(__name__)
 
@@ -254,8 +254,8 @@ class TempoSource:
         for window in plan.windows:
             if not await self.harvester.cover(window, halt):
                 return
+            await record_coverage(self.coverage, self.harvester, window)
             await self.watermark.advance(window.end_s)
-            await self.coverage.add(window.start_s, window.end_s)
             self._update_lag(window.end_s)
         s = self.harvester.stats
         log.debug("event=tempo_poll windows=%d published_total=%d seen_total=%d",
@@ -381,10 +381,16 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
         bar.update(0, 0)
         failed = 0
         for i, window in enumerate(windows, 1):
-            if await _cover_retrying(harvester, window, metrics, t.interval_s):
-                await coverage.add(window.start_s, window.end_s)
-            else:
-                failed += 1
+            # Coverage is read again per window: a live source catching up after an outage
+            # may have covered part of it since the plan was made.
+            covered = await coverage.intervals()
+            harvester.skip_covered = covered
+            for g_start, g_end in uncovered(window.start_s, window.end_s, covered):
+                part = Window(g_start, g_end)
+                if await _cover_retrying(harvester, part, metrics, t.interval_s):
+                    await record_coverage(coverage, harvester, part)
+                else:
+                    failed += 1
             bar.update(i, harvester.stats.published)
         if failed == 0:
             await _advance_after_backfill(Watermark(redis, keys), end - since_s, end)
@@ -394,6 +400,15 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
                               time.monotonic() - started, covered_s)
     log.info("event=tempo_backfill_done summary=%r", str(summary))
     return summary
+
+
+async def record_coverage(coverage: Coverage, harvester: Harvester, window: Window) -> None:
+    """Record `window` as published, except the parts that stayed truncated: a backfill
+    (with a higher limit) may still find what they held."""
+    unresolved = sorted((p.start_s, p.end_s) for p in harvester.unresolved_parts)
+    harvester.unresolved_parts.clear()
+    for start_s, end_s in uncovered(window.start_s, window.end_s, unresolved):
+        await coverage.add(start_s, end_s)
 
 
 async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics,

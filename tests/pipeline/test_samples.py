@@ -134,3 +134,26 @@ async def test_recompute_leaves_out_a_key_that_is_not_a_ring(
     assert computed.p50 == 50.0
     assert "event=bad_samples" in caplog.text
     assert await redis.hget(keys.base(REF.id), "p50") == b"1"  # kept, not overwritten
+
+
+@pytest.mark.redis
+async def test_growing_the_window_keeps_order_when_the_ring_had_wrapped(
+    redis: Redis, keys: Keys
+) -> None:
+    small = ingestor(redis, keys, 10)
+    for i in range(1, 26):  # one sample per batch: the ring wraps, its header ends at 5
+        await feed(redis, keys, small, [float(i)], i)
+    assert struct.unpack("<I", (await redis.get(keys.dur(REF.id)))[:4]) == (5,)
+    await feed(redis, keys, ingestor(redis, keys, 20), [100.0, 101.0], 100)  # same window
+    assert (await samples.read(redis, keys, REF.id)).tolist() == [
+        *map(float, range(16, 26)), 100.0, 101.0]
+
+
+@pytest.mark.redis
+async def test_a_bad_header_is_rewritten_not_grown(redis: Redis, keys: Keys) -> None:
+    values = [float(i) for i in range(1, 11)]
+    await redis.set(keys.dur(REF.id), struct.pack("<I", 11) + samples.encode(values)[4:])
+    await feed(redis, keys, ingestor(redis, keys, 10), [99.0], 0)
+    raw = await redis.get(keys.dur(REF.id))
+    assert len(raw) == 4 + 10 * 4
+    assert samples.in_order(raw).tolist() == [*values[1:], 99.0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 import time
@@ -243,10 +244,48 @@ async def test_a_backfill_never_searches_what_was_already_published(
         assert "already published" in out.getvalue() and "already published" in str(first)
         assert all(int(q["end"]) <= live_end - 590 for q in tempo.searches[1:])
         searched = len(tempo.searches)
+        covered_to = (await Coverage(redis, Keys(prefix)).intervals())[-1][1]
         again = await backfill(settings, redis, metrics, 3600, io.StringIO())
-    assert again.ok and again.published == 0 and again.windows == 0
-    assert len(tempo.searches) == searched  # nothing searched twice
+    assert again.ok and again.published == 0 and again.covered_s >= 3600 - 3
+    # Only the seconds that passed since: nothing searched twice.
+    assert all(int(q["start"]) >= covered_to for q in tempo.searches[searched:])
     assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+
+
+async def test_a_trace_across_the_edge_of_a_covered_range_is_not_published_again(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    """Tempo matches traces by overlap: the live search of [B-600, B] returned a trace that
+    started just before B-600, which a backfill of the older gap finds again."""
+    edge = int(time.time() - 1.0) - 600
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0) as tempo:
+        straddling = dataclasses.replace(make_traces(1, 0, 1, seed=9)[0],
+                                         start_ns=int((edge - 0.3) * 1e9),
+                                         root_duration_ns=2_000_000_000,
+                                         trace_duration_ns=2_000_000_000)
+        tempo.traces = [straddling, *make_traces(20, edge - 3000, edge - 10, seed=10)]
+        settings = settings_for(tempo.url, limit=50, lookback_s=600)
+        source = TempoSource.from_settings(settings, redis, metrics)
+        await source.cycle(asyncio.Event())
+        await source.aclose()
+        summary = await backfill(settings, redis, metrics, 3600, io.StringIO())
+    assert summary.ok and summary.published == 20 and summary.duplicates >= 1
+    assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+
+
+async def test_what_stayed_truncated_is_not_recorded_as_covered(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    now = int(time.time())
+    crowded = now - 1800
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0) as tempo:
+        tempo.traces = make_traces(12, crowded + 0.1, crowded + 0.6, seed=12)  # > limit in 1 s
+        settings = settings_for(tempo.url, limit=5, min_window_s=1)
+        summary = await backfill(settings, redis, metrics, 3600, io.StringIO())
+    assert summary.unresolved >= 1
+    gaps = await Coverage(redis, Keys(prefix)).gaps(now - 3000, now - 600)
+    assert gaps and all(end - start <= 2 for start, end in gaps)
+    assert any(start <= crowded + 0.6 and end >= crowded + 0.1 for start, end in gaps)
 
 
 async def test_coverage_merges_ranges_and_reports_the_gaps(redis: Redis, prefix: str) -> None:
