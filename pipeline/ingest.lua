@@ -29,12 +29,12 @@
 -- already holds the current window was admitted, typed and given its TTLs by an earlier
 -- call in this window, so only its sample ring's type and length are checked again.
 --
--- Samples: a ring of float32 per bucket (pipeline/samples.py has the format). Full, a
--- batch's samples overwrite the oldest in place (SETRANGE) and the header moves on.
--- Anything else (filling, filled up by this batch, windowSize changed, a bad header, a
--- LIST from an older version) rewrites the ring whole, oldest first, with one SET: not
--- APPEND, which makes Redis reserve up to twice the length (measured 7.3 bytes per
--- sample for rings filled a sample at a time, against 4.2 with SET).
+-- Samples: a ring of float32 per bucket (pipeline/samples.py has the format). A batch's
+-- samples are written in place (SETRANGE) into the ring's free slots, or over its oldest
+-- once it is full; when they do not fit (or windowSize changed, or the header is bad, or
+-- the key is a LIST from an older version) the ring is SET whole, oldest first, with a
+-- quarter more slots. Never APPEND: Redis then reserves up to twice the length
+-- (measured: 7.3 bytes per sample for a ring filled a sample at a time).
 local group = ARGV[1]
 local window_s = tonumber(ARGV[2])
 local seen_ttl = ARGV[3]
@@ -64,8 +64,8 @@ local function wrong_type(key, want)
   return nil
 end
 
-local HEADER0 = struct.pack('<I4', 0)
-local ring_cap = 4 * window_size  -- sample bytes of a full ring
+-- Ring layout (pipeline/samples.py): count, next (uint32 LE each), then float32 slots.
+local MIN_SLOTS = 16
 
 -- A sample ring's length (0: absent), -1 for a LIST an older version left, or an error.
 local function ring_len(key)
@@ -75,25 +75,36 @@ local function ring_len(key)
     if t == 'list' then return -1 end
     return nil, 'WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not a sample ring (string)'
   end
-  if len > 0 and (len < 4 or (len - 4) % 4 ~= 0) then
+  if len > 0 and (len < 8 or (len - 8) % 4 ~= 0) then
     return nil, 'WRONGTYPE ' .. key .. ' holds ' .. len .. ' bytes: not a sample ring '
       .. '(DEL it to start the bucket over)'
   end
   return len
 end
 
--- Rewrite a ring oldest first with `data` (packed samples) after it, keeping the newest
--- windowSize; the TTL stays. `old` is the ring's current value ('' if none).
-local function rewrite_ring(key, old, data)
-  local body = ''
-  if #old > 4 then
-    local oldest = struct.unpack('<I4', old)
-    if 4 * oldest >= #old - 4 then oldest = 0 end  -- a bad header: keep slot order
-    body = old:sub(5 + 4 * oldest) .. old:sub(5, 4 + 4 * oldest)
+-- SET the ring to hold `body` (packed samples, oldest first; the newest windowSize kept)
+-- with room to grow by a quarter, or exactly windowSize slots once it holds that many;
+-- the TTL stays. Growing by a quarter keeps a filling ring within 1.25x its samples and
+-- copies each sample a handful of times over the ring's life.
+local function write_ring(key, body)
+  if #body > 4 * window_size then body = body:sub(-4 * window_size) end
+  local n = #body / 4
+  local slots = window_size
+  if n < window_size then
+    slots = math.min(window_size, math.max(MIN_SLOTS, n + math.ceil(n / 4)))
   end
-  body = body .. data
-  if #body > ring_cap then body = body:sub(-ring_cap) end
-  redis.call('SET', key, HEADER0 .. body, 'KEEPTTL')
+  redis.call('SET', key, struct.pack('<I4I4', n, n % window_size) .. body
+             .. string.rep('\0', 4 * (slots - n)), 'KEEPTTL')
+end
+
+-- The samples of ring value `old`, oldest first (a bad header is clamped, never trusted).
+local function oldest_first(old)
+  local count, nxt = struct.unpack('<I4I4', old)
+  local slots = (#old - 8) / 4
+  if count > slots then count = slots end
+  if count < slots then return old:sub(9, 8 + 4 * count) end
+  if nxt >= slots then nxt = 0 end
+  return old:sub(9 + 4 * nxt) .. old:sub(9, 8 + 4 * nxt)
 end
 
 -- A LIST of integer microseconds (newest first), as older versions stored, as a ring.
@@ -106,29 +117,35 @@ local function convert_list(key)
   end
   local ttl = redis.call('PTTL', key)
   redis.call('DEL', key)
-  rewrite_ring(key, '', table.concat(parts))
+  write_ring(key, table.concat(parts))
   if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
   return redis.call('STRLEN', key)
 end
 
--- Add packed samples to the ring at `key` (current length `len`, 0 if absent).
+-- Add packed samples to the ring at `key` (current length `len`, 0 if absent): in place
+-- when they fit (a full ring overwrites its oldest), else one SET of the whole ring.
 local function add_samples(key, len, data)
-  local oldest = nil
-  if len - 4 == ring_cap and #data < ring_cap then
-    oldest = struct.unpack('<I4', redis.call('GETRANGE', key, 0, 3))
+  if len == 0 then
+    write_ring(key, data)
+    return
   end
-  if oldest and oldest < window_size then
-    local k = #data / 4
-    local first = math.min(k, window_size - oldest)
+  local k = #data / 4
+  local slots = (len - 8) / 4
+  local count, nxt = struct.unpack('<I4I4', redis.call('GETRANGE', key, 0, 7))
+  if count == window_size and slots == window_size and nxt < window_size and k < window_size then
+    local first = math.min(k, window_size - nxt)
     if first == k then
-      redis.call('SETRANGE', key, 4 + 4 * oldest, data)
+      redis.call('SETRANGE', key, 8 + 4 * nxt, data)
     else
-      redis.call('SETRANGE', key, 4 + 4 * oldest, data:sub(1, 4 * first))
-      redis.call('SETRANGE', key, 4, data:sub(4 * first + 1))
+      redis.call('SETRANGE', key, 8 + 4 * nxt, data:sub(1, 4 * first))
+      redis.call('SETRANGE', key, 8, data:sub(4 * first + 1))
     end
-    redis.call('SETRANGE', key, 0, struct.pack('<I4', (oldest + k) % window_size))
+    redis.call('SETRANGE', key, 4, struct.pack('<I4', (nxt + k) % window_size))
+  elseif nxt == count and count + k <= slots and slots <= window_size then
+    redis.call('SETRANGE', key, 8 + 4 * count, data)
+    redis.call('SETRANGE', key, 0, struct.pack('<I4I4', count + k, (count + k) % window_size))
   else
-    rewrite_ring(key, len > 0 and redis.call('GET', key) or '', data)
+    write_ring(key, oldest_first(redis.call('GET', key)) .. data)
   end
 end
 

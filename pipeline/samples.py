@@ -2,20 +2,24 @@
 
 `<p>dur:<bucket id>` is a STRING holding a ring of float32 durations:
 
-    bytes 0-3   uint32, little endian: the slot the next sample goes to once the ring is
-                full, which is also the oldest sample's slot; 0 while it fills
-    bytes 4-    one float32 (little endian) per sample, the duration in milliseconds
+    bytes 0-3   count: samples held, at most windowSize (uint32, little endian)
+    bytes 4-7   next: the slot the next sample goes to; once the ring is full (count =
+                slots = windowSize), also the oldest sample's slot
+    bytes 8-    slots: one float32 (little endian) each, a duration in milliseconds
 
-While a bucket has fewer than `windowSize` samples, new ones are appended (APPEND), in
-arrival order. Once it has `windowSize`, each new sample overwrites the oldest one in place
-(SETRANGE) and the header moves on. pipeline/ingest.lua is the only writer.
+A filling ring holds its samples in slots [0, count), oldest first, and has up to a quarter
+more slots than samples (zeros); when a batch does not fit, ingest.lua SETs the ring again
+with a quarter more, up to windowSize. A full ring has exactly windowSize slots and each new
+sample overwrites the oldest (SETRANGE). pipeline/ingest.lua is the only writer.
 
 Why not a LIST of decimal strings (LPUSH + LTRIM, what the design first had): recompute
 reads every sample of every dirty bucket each window, and LRANGE turns 1000 samples into
 1000 reply strings, which Redis serialises and the client allocates one by one; clearing
 10k buckets took ~3.8 s, nearly all of it that. A GET of one 4 KB string per bucket takes a
 tenth of it, numpy reads the floats without parsing, and Redis keeps ~4.2 bytes per sample
-instead of ~5.3. float32 keeps 24 significant bits: 0.01 us at 150 ms, 40 ms at a week.
+(at most ~5.3 while a ring fills) instead of ~5.3. float32 keeps 24 significant bits:
+0.01 us at 150 ms, 40 ms at a week. Why not APPEND while filling: Redis then reserves up to
+twice the string's length, 7.3 bytes per sample for a ring filled a sample at a time.
 
 A LIST left by an older version is still read (`decode_legacy`), and ingest.lua converts it
 to a ring the first time it adds to it.
@@ -36,7 +40,7 @@ from pipeline.keys import Keys
 
 log = logging.getLogger(__name__)
 
-HEADER_BYTES = 4
+HEADER_BYTES = 8
 SAMPLE_BYTES = 4
 SAMPLE_DTYPE = np.dtype("<f4")
 EMPTY = np.empty(0, dtype=np.float64)
@@ -50,12 +54,21 @@ class MalformedSamples(ValueError):
 
 
 def encode(values_ms: Iterable[float]) -> bytes:
-    """A ring holding `values_ms` in arrival order (fewer than or exactly windowSize)."""
-    return bytes(HEADER_BYTES) + np.asarray(list(values_ms), dtype=SAMPLE_DTYPE).tobytes()
+    """A ring holding exactly `values_ms`, oldest first (no free slots)."""
+    body = np.asarray(list(values_ms), dtype=SAMPLE_DTYPE).tobytes()
+    return struct.pack("<II", len(body) // SAMPLE_BYTES, 0) + body
 
 
 def is_ring(raw: bytes) -> bool:
     return len(raw) >= HEADER_BYTES and (len(raw) - HEADER_BYTES) % SAMPLE_BYTES == 0
+
+
+def _slots(raw: bytes) -> tuple[int, int, np.ndarray]:
+    if not is_ring(raw):
+        raise MalformedSamples(f"{len(raw)} bytes is not an 8-byte header plus 4-byte slots")
+    count, nxt = struct.unpack_from("<II", raw)
+    slots = np.frombuffer(raw, dtype=SAMPLE_DTYPE, offset=HEADER_BYTES)
+    return min(count, slots.size), nxt, slots
 
 
 def decode(raw: bytes | None) -> np.ndarray:
@@ -63,18 +76,17 @@ def decode(raw: bytes | None) -> np.ndarray:
     other. Missing key: no samples."""
     if not raw:
         return EMPTY
-    if not is_ring(raw):
-        raise MalformedSamples(f"{len(raw)} bytes is not a 4-byte header plus 4-byte samples")
-    return np.frombuffer(raw, dtype=SAMPLE_DTYPE, offset=HEADER_BYTES).astype(np.float64)
+    count, _nxt, slots = _slots(raw)
+    return slots[:count].astype(np.float64)
 
 
 def in_order(raw: bytes) -> np.ndarray:
-    """The samples of a ring, oldest first (what `redis-cli`-style inspection wants)."""
-    values = decode(raw)
-    if values.size == 0:
-        return values
-    (oldest,) = struct.unpack_from("<I", raw)
-    return np.concatenate((values[oldest:], values[:oldest]))
+    """The samples of a ring, oldest first (what inspection wants)."""
+    count, nxt, slots = _slots(raw)
+    if count < slots.size:
+        return slots[:count].astype(np.float64)
+    nxt = nxt if nxt < slots.size else 0
+    return np.concatenate((slots[nxt:], slots[:nxt])).astype(np.float64)
 
 
 def decode_legacy(raw: Sequence[bytes | str]) -> np.ndarray:

@@ -93,7 +93,7 @@ def _stored(r: redis_sync.Redis, key: bytes) -> int:
     """Samples in one bucket: the project's ring (pipeline/samples.py), the ceiling's LIST."""
     if r.type(key) == b"list":
         return int(r.llen(key))
-    return (int(r.strlen(key)) - samples.HEADER_BYTES) // samples.SAMPLE_BYTES
+    return int(samples.decode(r.get(key)).size)
 
 
 def _wait_ready(r: redis_sync.Redis, prefix: str, n: int,

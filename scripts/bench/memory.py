@@ -1,13 +1,13 @@
 """Redis memory: bytes per stored sample in the sample rings, and per remembered trace ID.
 
-Samples: N rings (window 1000) per latency profile, written with the commands ingest.lua
-issues, in batches of 50 samples: the whole ring SET again while it fills, SETRANGE in
-place once it is full (200 more samples, so it has wrapped); MEMORY USAGE (SAMPLES 0:
-exact) of each ring, summed, over the samples. One more row: rings still filling (500
-samples), written one sample per call as a quiet endpoint's are. Trace IDs: M
-dedup keys with the ingest's name layout (`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY
-USAGE of each, and the change in INFO used_memory, which also counts the expires-table
-entry (noisy on a shared server).
+Samples: per latency profile, N buckets fed through the project's own ingest (trace events
+XADDed round-robin over the buckets, as interleaved traffic arrives, then drained by an
+`Ingestor`: each call of 500 events carries 500/N samples per bucket, 1-2 at the default
+N = 300): 1,200 samples each, so the rings are full and have wrapped; MEMORY USAGE
+(SAMPLES 0: exact) of each ring, summed, over the samples held. One more row: rings still filling (500 samples). Trace IDs: M dedup keys
+with the ingest's name layout (`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY USAGE of
+each, and the change in INFO used_memory, which also counts the expires-table entry
+(noisy on a shared server).
 
     .venv/bin/python -m scripts.bench.memory [--buckets 300] [--traces 100000] [--smoke]
 """
@@ -15,64 +15,73 @@ entry (noisy on a shared server).
 from __future__ import annotations
 
 import asyncio
-import struct
 import uuid
 from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
 
-from pipeline.buckets import TimeBucket
-from pipeline.keys import BucketRef, Keys
-from pipeline.samples import HEADER_BYTES, SAMPLE_BYTES, SAMPLE_DTYPE
+from pipeline import samples as rings
+from pipeline import streams
+from pipeline.baselines import BaselineStore
+from pipeline.buckets import TimeBucket, load_zone
+from pipeline.ingest import Ingestor, IngestParams
+from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.metrics import Metrics
+from pipeline.rule import RuleParams
 from scripts.bench import common
 from services.redis_client import connect
 
 WINDOW = 1000
-BATCH = 50  # samples per bucket per ingest call
 SEEN_TTL_S = 900
 PIPELINE = 500
-# (name, median ms, log-normal sigma): where real endpoints sit.
-PROFILES = (("fast (median 5 ms)", 5.0, 0.6), ("typical (median 40 ms)", 40.0, 0.6),
-            ("slow (median 1.5 s)", 1500.0, 0.8))
+# A Monday 00:00 UTC: bucket i gets hour i % 24 of it.
+MONDAY_NS = 1_795_996_800 * 1_000_000_000
+# (name, median ms, log-normal sigma, samples per bucket): where real endpoints sit.
+CASES = (("fast (median 5 ms)", 5.0, 0.6, 1200), ("typical (median 40 ms)", 40.0, 0.6, 1200),
+         ("slow (median 1.5 s)", 1500.0, 0.8, 1200),
+         ("typical, still filling", 40.0, 0.6, WINDOW // 2))
 
 
 async def samples(redis: Redis, keys: Keys, buckets: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(11)
     rows = []
-    cases = [(name, median_ms, sigma, WINDOW + WINDOW // 5, BATCH)
-             for name, median_ms, sigma in PROFILES]
-    cases.append(("typical, still filling", 40.0, 0.6, WINDOW // 2, 1))
-    for p, (name, median_ms, sigma, n, batch) in enumerate(cases):
-        ids = [BucketRef(f"svc-{p}", f"GET /r/{i}", TimeBucket(i % 24, "weekday")).id
-               for i in range(buckets)]
-        for bucket_id in ids:
-            await _fill_as_ingest(redis, keys.dur(bucket_id),
-                                  rng.lognormal(np.log(median_ms), sigma, n), batch)
-        used = await _usage(redis, [keys.dur(b) for b in ids])
-        stored = buckets * min(n, WINDOW)
-        rows.append({"profile": name, "rings": buckets, "samples": stored,
-                     "bytes": used, "bytes_per_sample": round(used / stored, 2),
-                     "encoding": (await redis.object("encoding", keys.dur(ids[0]))).decode()})
+    for p, (name, median_ms, sigma, n) in enumerate(CASES):
+        case = Keys(f"{keys.prefix}{p}:")
+        refs = [BucketRef(f"svc-{p}", f"GET /r/{i}", TimeBucket(i % 24, "weekday"))
+                for i in range(buckets)]
+        durations = rng.lognormal(np.log(median_ms), sigma, (n, buckets))
+        await _ingest(redis, case, refs, durations)
+        used = await _usage(redis, [case.dur(r.id) for r in refs])
+        held = sum([(await rings.read(redis, case, r.id)).size for r in refs])
+        rows.append({"profile": name, "rings": buckets, "samples": held,
+                     "bytes": used, "bytes_per_sample": round(used / held, 2),
+                     "encoding": (await redis.object("encoding", case.dur(refs[0].id))).decode()})
     return rows
 
 
-async def _fill_as_ingest(redis: Redis, key: str, values_ms: np.ndarray, batch: int) -> None:
-    """The commands ingest.lua issues for these samples arriving `batch` at a time."""
-    cap = WINDOW * SAMPLE_BYTES
-    for i in range(0, len(values_ms), batch):
-        data = np.asarray(values_ms[i : i + batch], dtype=SAMPLE_DTYPE).tobytes()
-        used = (await redis.strlen(key)) - HEADER_BYTES
-        if used == cap:
-            (oldest,) = struct.unpack("<I", await redis.getrange(key, 0, 3))
-            first = min(len(data), cap - oldest * SAMPLE_BYTES)
-            await redis.setrange(key, HEADER_BYTES + oldest * SAMPLE_BYTES, data[:first])
-            if first < len(data):
-                await redis.setrange(key, HEADER_BYTES, data[first:])
-            await redis.setrange(key, 0, struct.pack("<I", (oldest + len(data) // 4) % WINDOW))
-        else:
-            body = ((await redis.get(key)) or bytes(HEADER_BYTES))[HEADER_BYTES:] + data
-            await redis.set(key, bytes(HEADER_BYTES) + body[-cap:])
+async def _ingest(redis: Redis, keys: Keys, refs: list[BucketRef], durations: np.ndarray) -> None:
+    """Round `r` sends one trace per bucket; the project's ingest stores them."""
+    params = IngestParams(window_size=WINDOW, window_s=3600, max_endpoints_per_service=0,
+                          max_services=0)
+    ingestor = Ingestor(redis, keys, params, RuleParams(), load_zone("UTC"),
+                        BaselineStore(redis, keys), Metrics(), "bench-memory")
+    await streams.ensure_group(redis, keys.traces, INGEST_GROUP)
+    events = [
+        {"trace_id": f"{r:08x}{b:08x}", "service": ref.service, "endpoint": ref.endpoint,
+         "start_ns": str(MONDAY_NS + ref.bucket.hour * 3_600_000_000_000 + r),
+         "duration_ms": f"{ms:.3f}"}
+        for r, row in enumerate(durations.tolist()) for b, (ref, ms) in enumerate(zip(refs, row))
+    ]
+    for i in range(0, len(events), PIPELINE):
+        async with redis.pipeline(transaction=False) as pipe:
+            for event in events[i : i + PIPELINE]:
+                pipe.xadd(keys.traces, event)  # type: ignore[arg-type]
+            await pipe.execute()
+        while batch := await streams.read_new(redis, keys.traces, INGEST_GROUP,
+                                              ingestor.consumer, params.batch_size, None):
+            await ingestor.handle(batch)
+    await redis.delete(keys.traces)  # the stream is not what this measures
 
 
 async def seen(redis: Redis, keys: Keys, traces: int) -> dict[str, Any]:
@@ -118,7 +127,7 @@ def main() -> None:
     p.add_argument("--buckets", type=int, default=300, help="rings per profile")
     p.add_argument("--traces", type=int, default=100_000)
     a = p.parse_args()
-    buckets, traces = (20, 2000) if a.smoke else (a.buckets, a.traces)
+    buckets, traces = (10, 2000) if a.smoke else (a.buckets, a.traces)
     prefix = a.prefix or common.unique_prefix("memory")
     f = asyncio.run(run(a.redis_url, prefix, buckets, traces))
     print(common.table(

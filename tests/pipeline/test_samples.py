@@ -29,13 +29,16 @@ REF = BucketRef("checkout", "POST /pay", bucket_of(NOW_NS, ZONE))
 
 def test_encode_decode_and_order() -> None:
     raw = samples.encode([1.5, 2.25, 150.0])
-    assert len(raw) == 4 + 3 * 4
+    assert len(raw) == 8 + 3 * 4
     assert samples.decode(raw).tolist() == [1.5, 2.25, 150.0]
     assert samples.decode(None).size == 0 and samples.decode(b"").size == 0
     # A full ring whose oldest sample sits in slot 2: read back oldest first.
-    ring = struct.pack("<I", 2) + np.array([4, 5, 1, 2, 3], dtype="<f4").tobytes()
+    ring = struct.pack("<II", 5, 2) + np.array([4, 5, 1, 2, 3], dtype="<f4").tobytes()
     assert samples.in_order(ring).tolist() == [1, 2, 3, 4, 5]
     assert samples.decode(ring).tolist() == [4, 5, 1, 2, 3]  # statistics need no order
+    # A filling ring: 3 samples, 2 free slots that are not samples.
+    filling = struct.pack("<II", 3, 3) + np.array([7, 8, 9, 0, 0], dtype="<f4").tobytes()
+    assert samples.decode(filling).tolist() == samples.in_order(filling).tolist() == [7, 8, 9]
 
 
 def test_float32_keeps_what_a_latency_needs() -> None:
@@ -45,7 +48,7 @@ def test_float32_keeps_what_a_latency_needs() -> None:
 
 
 def test_malformed_strings_and_legacy_lists() -> None:
-    for bad in (b"x", b"not a list", b"\0\0\0\0\0"):
+    for bad in (b"x", b"not a list", b"\0" * 9):
         assert not samples.is_ring(bad)
         with pytest.raises(samples.MalformedSamples):
             samples.decode(bad)
@@ -82,7 +85,7 @@ async def test_the_ring_keeps_the_newest_window_in_order_whatever_the_batches(
         sent += batch
         assert (await samples.read(redis, keys, REF.id)).tolist() == sent[-13:], len(sent)
     raw = await redis.get(keys.dur(REF.id))
-    assert len(raw) == 4 + 13 * 4  # header + windowSize samples, nothing more
+    assert len(raw) == 8 + 13 * 4  # header + windowSize samples, nothing more
     assert await redis.ttl(keys.dur(REF.id)) > 86400
 
 
@@ -143,7 +146,7 @@ async def test_growing_the_window_keeps_order_when_the_ring_had_wrapped(
     small = ingestor(redis, keys, 10)
     for i in range(1, 26):  # one sample per batch: the ring wraps, its header ends at 5
         await feed(redis, keys, small, [float(i)], i)
-    assert struct.unpack("<I", (await redis.get(keys.dur(REF.id)))[:4]) == (5,)
+    assert struct.unpack("<II", (await redis.get(keys.dur(REF.id)))[:8]) == (10, 5)
     await feed(redis, keys, ingestor(redis, keys, 20), [100.0, 101.0], 100)  # same window
     assert (await samples.read(redis, keys, REF.id)).tolist() == [
         *map(float, range(16, 26)), 100.0, 101.0]
@@ -152,8 +155,20 @@ async def test_growing_the_window_keeps_order_when_the_ring_had_wrapped(
 @pytest.mark.redis
 async def test_a_bad_header_is_rewritten_not_grown(redis: Redis, keys: Keys) -> None:
     values = [float(i) for i in range(1, 11)]
-    await redis.set(keys.dur(REF.id), struct.pack("<I", 11) + samples.encode(values)[4:])
+    await redis.set(keys.dur(REF.id), struct.pack("<II", 10, 11) + samples.encode(values)[8:])
     await feed(redis, keys, ingestor(redis, keys, 10), [99.0], 0)
     raw = await redis.get(keys.dur(REF.id))
-    assert len(raw) == 4 + 10 * 4
+    assert len(raw) == 8 + 10 * 4
     assert samples.in_order(raw).tolist() == [*values[1:], 99.0]
+
+
+@pytest.mark.redis
+async def test_a_filling_ring_keeps_at_most_a_quarter_of_free_slots(
+    redis: Redis, keys: Keys
+) -> None:
+    ing = ingestor(redis, keys, 1000)
+    for i in range(1, 121):  # one sample per call, as a quiet endpoint's arrive
+        await feed(redis, keys, ing, [float(i)], i)
+        slots = (len(await redis.get(keys.dur(REF.id))) - 8) // 4
+        assert i <= slots <= max(16, i + -(-i // 4)), (i, slots)
+    assert (await samples.read(redis, keys, REF.id)).tolist() == [float(i) for i in range(1, 121)]
