@@ -73,6 +73,7 @@ class Ctx:
         self.zone: ZoneInfo = load_zone(settings.timezone)
         self.tz_name = settings.timezone
         self.token = settings.api.token.encode() if settings.api.token else None
+        self.max_body_bytes = settings.api.max_body_bytes
         # The check path's precomputed work: time-zone slots and compiled verdicts.
         self.buckets = ZoneBuckets(self.zone)
         self.parse = CheckParser(self.zone, self.buckets)
@@ -201,12 +202,28 @@ def json_bytes_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
+def arrived_body(request: web.Request, max_bytes: int) -> bytes | None:
+    """The whole body if it has all arrived already (a small POST comes in the packet
+    of its headers), else None: `request.read()` awaits two reads and copies twice.
+
+    Over `max_bytes` it is a 413, as `read()` would answer past `client_max_size`."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    body = content.read_nowait()
+    if len(body) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_bytes, len(body))
+    return body
+
+
 async def check(request: web.Request) -> web.Response:
-    """`judge` for one item, inlined: in the steady state no coroutine besides the body read."""
+    """`judge` for one item, inlined: in the steady state nothing is awaited."""
     started = time.perf_counter()
     ctx = request.app[CTX]
-    # read + json_of, not read_json: one coroutine fewer per check
-    ref, bucket_id, duration_ms = ctx.parse(json_of(await request.read()))
+    body = arrived_body(request, ctx.max_body_bytes)
+    if body is None:
+        body = await request.read()
+    ref, bucket_id, duration_ms = ctx.parse(json_of(body))
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)

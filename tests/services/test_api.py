@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
@@ -259,3 +262,38 @@ async def test_lines_logged_during_a_request_carry_its_id(
         await dead.aclose()
     assert response.status == 503 and response.headers["X-Request-ID"] == "trace-me"
     assert seen == ["trace-me"]
+
+
+async def test_a_body_still_arriving_is_read_to_its_end(
+    aiohttp_client: ClientMaker, redis: Redis, keys: Keys, prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The handler takes a body that has all arrived from the buffer; one still coming
+    (here chunked, its second half sent after a pause) is awaited, with the same limit."""
+    client = await aiohttp_client(create_app(settings_for(prefix, max_body_bytes=1024), redis,
+                                             Metrics()))
+    await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
+
+    def in_two_parts(payload: bytes) -> Any:
+        async def parts() -> Any:
+            yield payload[:10]
+            await asyncio.sleep(0.05)
+            yield payload[10:]
+        return parts()
+
+    awaited = []
+    read = web.BaseRequest.read
+
+    async def spy(request: web.BaseRequest) -> bytes:
+        awaited.append(request.path)
+        return await read(request)
+
+    monkeypatch.setattr(web.BaseRequest, "read", spy)
+    whole = orjson.dumps(body())
+    response = await client.post("/v1/anomaly/check", data=whole)
+    assert response.status == 200 and awaited == []  # arrived with its headers
+    response = await client.post("/v1/anomaly/check", data=in_two_parts(whole))
+    assert response.status == 200 and (await response.json())["status"] == "anomaly"
+    assert awaited == ["/v1/anomaly/check"]
+    response = await client.post("/v1/anomaly/check", data=in_two_parts(b"{" + b" " * 5000 + b"}"))
+    assert response.status == 413
