@@ -12,8 +12,11 @@ CPU 1 with 50 connections. Rows, all from the same run:
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
-bare, bare+middlewares and project are measured `--rounds` times in alternation and the
-best of each is kept. Besides wrk's figures each row has the server's CPU time per
+- with `--uvloop` (needs `pip install uvloop`, not a project dependency): `bare-uvloop`
+  and `project-uvloop`, the bare handler and the project both on uvloop's event loop, so
+  their ratio compares like with like.
+bare, bare+middlewares, project (and the uvloop pair) are measured `--rounds` times in
+alternation and the best of each is kept. Besides wrk's figures each row has the server's CPU time per
 request (from /proc): on a shared machine it is the steadier of the two ratios.
 
     .venv/bin/python -m scripts.bench.check_api [--smoke] [--json out.json]
@@ -22,6 +25,7 @@ request (from /proc): on a shared machine it is the steadier of the two ratios.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import re
 import shutil
@@ -154,9 +158,13 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--seconds", type=int, default=5, help="wrk duration per measurement")
     p.add_argument("--rounds", type=int, default=2, help="alternating bare/project rounds")
+    p.add_argument("--uvloop", action="store_true",
+                   help="also bare and project on uvloop (pip install uvloop)")
     a = p.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: apt-get install -y wrk")
+    if a.uvloop and importlib.util.find_spec("uvloop") is None:
+        raise SystemExit("--uvloop needs uvloop: .venv/bin/pip install uvloop")
     seconds, rounds = (1, 1) if a.smoke else (a.seconds, a.rounds)
     prefix = a.prefix or common.unique_prefix("check")
     start_ns = time.time_ns()
@@ -173,6 +181,9 @@ def main() -> None:
             kinds = {"bare": ("bare", []), "bare+noop-middleware": ("bare-noop", []),
                      "bare+project-middlewares": ("bare-mw", []),
                      "project": ("project", project)}
+            if a.uvloop:
+                kinds["bare-uvloop"] = ("bare", ["--uvloop"])
+                kinds["project-uvloop"] = ("project", [*project, "--uvloop"])
             found: dict[str, dict[str, float] | None] = dict.fromkeys(kinds)
             for _ in range(rounds):
                 for name, (kind, args) in kinds.items():
@@ -200,19 +211,27 @@ def report(rows: dict[str, dict[str, float]], json_path: str | None, seconds: in
     bare_cpu = rows["bare"]["server_cpu_us_per_req"]
     out = []
     for name, f in rows.items():
+        ref = rows["bare-uvloop" if name.endswith("-uvloop") else "bare"]
         out.append([name, f["req_per_s"], f.get("checks_per_s", f["req_per_s"]),
                     f.get("p50_ms", 0.0), f.get("p99_ms", 0.0),
-                    common.ratio(f["req_per_s"], bare_rps), f["server_cpu_us_per_req"],
-                    common.ratio(bare_cpu, f["server_cpu_us_per_req"]), int(f["non_2xx"])])
+                    common.ratio(f["req_per_s"], ref["req_per_s"]), f["server_cpu_us_per_req"],
+                    common.ratio(ref["server_cpu_us_per_req"], f["server_cpu_us_per_req"]),
+                    int(f["non_2xx"])])
     print(common.table(
         f"check API, wrk -t1 -c{CONNECTIONS} -d{seconds}s, server on CPU {SERVER_CPU}, "
-        f"wrk on CPU {LOAD_CPU} (best of the alternating rounds)",
+        f"wrk on CPU {LOAD_CPU} (best of the alternating rounds; *-uvloop rows x bare-uvloop)",
         ["server", "req/s", "checks/s", "p50 ms", "p99 ms", "x bare", "cpu us/req",
          "x bare (cpu)", "non-2xx"], out))
     figures = {**{k: v for k, v in rows.items()},
                "ratio_project_vs_bare": common.ratio(rows["project"]["req_per_s"], bare_rps),
                "cpu_ratio_project_vs_bare": common.ratio(
                    bare_cpu, rows["project"]["server_cpu_us_per_req"])}
+    if "bare-uvloop" in rows:  # like with like: both on uvloop
+        uv_bare, uv_project = rows["bare-uvloop"], rows["project-uvloop"]
+        figures["ratio_project_vs_bare_uvloop"] = common.ratio(
+            uv_project["req_per_s"], uv_bare["req_per_s"])
+        figures["cpu_ratio_project_vs_bare_uvloop"] = common.ratio(
+            uv_bare["server_cpu_us_per_req"], uv_project["server_cpu_us_per_req"])
     common.write_json(json_path, "check_api", figures,
                       {"connections": CONNECTIONS, "seconds": seconds})
 

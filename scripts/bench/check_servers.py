@@ -2,6 +2,8 @@
 
 Run as a child process (pinned with taskset by scripts/bench/check_api.py):
 `python -m scripts.bench.check_servers bare|project --port N [...]`; SIGTERM stops it.
+`--uvloop` runs the server on uvloop's event loop instead of asyncio's (an optional
+package, not a dependency of the project: the benchmark compares both loops).
 """
 
 from __future__ import annotations
@@ -76,8 +78,15 @@ def main() -> None:
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     p.add_argument("--prefix", default="bench:check:")
     p.add_argument("--cache-ttl-s", type=float, default=5.0)
+    p.add_argument("--uvloop", action="store_true", help="serve on uvloop (pip install uvloop)")
     a = p.parse_args()
-    asyncio.run(serve(a.kind, a.port, a.redis_url, a.prefix, a.cache_ttl_s))
+    main_coro = serve(a.kind, a.port, a.redis_url, a.prefix, a.cache_ttl_s)
+    if a.uvloop:
+        import uvloop  # optional: only this benchmark row needs it
+
+        uvloop.run(main_coro)
+    else:
+        asyncio.run(main_coro)
 
 
 if __name__ == "__main__":
