@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis as redis_sync
 
@@ -93,7 +93,7 @@ def _stored(r: redis_sync.Redis, key: bytes) -> int:
     """Samples in one bucket: the project's ring (pipeline/samples.py), the ceiling's LIST."""
     if r.type(key) == b"list":
         return int(r.llen(key))
-    return int(samples.decode(r.get(key)).size)
+    return int(samples.decode(cast(bytes | None, r.get(key))).size)
 
 
 def _wait_ready(r: redis_sync.Redis, prefix: str, n: int,
