@@ -128,10 +128,6 @@ def route_guard(token: bytes | None) -> Callable[[Handler, bool], Handler]:
     return guard
 
 
-# The auth check lives in route_guard; the name stays for what looks it up by it.
-auth_middleware = route_guard
-
-
 def add_routes(app: web.Application, token: bytes | None,
                routes: Iterable[tuple[str, str, Handler]]) -> None:
     """Each (method, path, handler) guarded by `route_guard`, plus the answers aiohttp
@@ -291,7 +287,8 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     try:
-        await asyncio.wait_for(ctx.redis.ping(), READY_TIMEOUT_S)
+        async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see pipeline/retry.py
+            await ctx.redis.ping()
         redis_ok = True
     except (RedisError, OSError, TimeoutError):
         redis_ok = False

@@ -28,6 +28,7 @@ from pipeline import streams
 from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
+from pipeline.retry import sleep_or_stop
 from services.config import Settings
 from services.health import Health
 
@@ -161,10 +162,7 @@ class Observer:
             except (RedisError, OSError) as e:
                 self.metrics.redis_errors.labels("observer").inc()
                 log.warning("event=observe_failed error=%r", f"{e.__class__.__name__}: {e}")
-            try:
-                await asyncio.wait_for(stop.wait(), interval_s)
-            except TimeoutError:
-                pass
+            await sleep_or_stop(stop, interval_s)
 
 
 def listener_app(redis: Redis, metrics: Metrics, health: Health) -> web.Application:
@@ -179,7 +177,8 @@ def listener_app(redis: Redis, metrics: Metrics, health: Health) -> web.Applicat
 
     async def readyz(request: web.Request) -> web.Response:
         try:
-            redis_ok = bool(await asyncio.wait_for(redis.ping(), READY_TIMEOUT_S))
+            async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: pipeline/retry.py
+                redis_ok = bool(await redis.ping())
         except (RedisError, OSError, TimeoutError):
             redis_ok = False
         ready = redis_ok and not health.broken()
