@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -32,12 +31,8 @@ STATUSES = ("anomaly", "normal", "no_baseline", "insufficient_samples")
 class _Compiled:
     baseline: Baseline | None
     judged: bool  # count >= min_samples: the verdict depends on the duration
-    template: dict[str, Any]  # the whole verdict when not judged (durationMs replaced)
-    bucket: dict[str, Any]
-    base: dict[str, Any] | None  # baseline_json without ageS
-    threshold: dict[str, Any] | None
+    status: str  # the verdict's status when not judged
     threshold_ms: float
-    reason_tail: str  # what follows "<duration> > " / "<duration> <= "
     # The verdict's JSON around its variable parts (duration, baseline age, reason), for
     # `verdict_bytes`: '{"isAnomaly":..,"status":..,"durationMs":' per status, then
     # ',"bucket":{..},"baseline":' and ',"threshold":..,"reason":'.
@@ -48,19 +43,16 @@ class _Compiled:
     # The judged reason's JSON after "<duration> > " (closing quote included): JSON
     # escapes character by character, and ms() writes only ASCII digits, '.', 'e+-' and ' ms'.
     reason_tail_json: bytes
-    base_head: bytes  # baseline_json without ageS, serialized up to '"ageS":'
-    # baseline_json as of `aged_ms`: ageS has millisecond resolution, so requests
-    # within the same millisecond share one dict (and its JSON).
+    # baseline_json without ageS, serialized up to '"ageS":'; empty when no baseline shows.
+    base_head: bytes
+    # baseline_json's JSON as of `aged_ms`: ageS has millisecond resolution, so requests
+    # within the same millisecond share it.
     aged_ms: int = -1
-    aged: dict[str, Any] | None = None
     aged_json: bytes = b"null"
 
 
 class VerdictCache:
-    """`verdict(ref, baseline, duration_ms)` == `verdict_json(evaluate(...))`, cheaply.
-
-    The nested dicts of a verdict are shared with the cache: serialize them, never
-    mutate them."""
+    """`verdict_bytes(...)` == `orjson.dumps(verdict_json(evaluate(...)))`, cheaply."""
 
     def __init__(self, rule: RuleParams, tz_name: str, counter: StatusCounter | None = None,
                  max_buckets: int = MAX_BUCKETS) -> None:
@@ -84,46 +76,22 @@ class VerdictCache:
             bucket_id = self._ids[ref] = ref.id
         return bucket_id
 
-    def verdict(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None,
-                duration_ms: float) -> dict[str, Any]:
-        c = self._compiled.get(bucket_id)
-        if c is None or (c.baseline is not baseline and c.baseline != baseline):
-            c = self._compile(ref, bucket_id, baseline)
-        if not c.judged:
-            out = {**c.template, "durationMs": duration_ms}
-            if c.base is not None:
-                out["baseline"] = self._aged(c)
-            self._count(out["status"])
-            return out
-        anomaly = duration_ms > c.threshold_ms
-        status = "anomaly" if anomaly else "normal"
-        self._count(status)
-        return {
-            "isAnomaly": anomaly,
-            "status": status,
-            "durationMs": duration_ms,
-            "bucket": c.bucket,
-            "baseline": self._aged(c),
-            "threshold": c.threshold,
-            "reason": ms(duration_ms) + (" > " if anomaly else " <= ") + c.reason_tail,
-        }
-
     def verdict_bytes(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None,
                       duration_ms: float) -> bytes:
-        """`orjson.dumps(self.verdict(...))`, from pre-serialized parts: a check builds
-        and serializes no dict."""
+        """The verdict's JSON from pre-serialized parts: a check builds and serializes no
+        dict."""
         c = self._compiled.get(bucket_id)
         if c is None or (c.baseline is not baseline and c.baseline != baseline):
             c = self._compile(ref, bucket_id, baseline)
-        if c.base is not None:
+        if c.base_head:
             now_ms = int(time.time() * 1000)
             if now_ms != c.aged_ms:  # ageS has millisecond resolution: rarely rebuilt
                 assert c.baseline is not None
                 age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
                 c.aged_json = c.base_head + orjson.dumps(age_s) + b"}"
-                c.aged_ms, c.aged = now_ms, None  # the dict, for verdict(), on demand
+                c.aged_ms = now_ms
         if not c.judged:
-            status = c.template["status"]
+            status = c.status
             reason = c.reason_json
         elif duration_ms > c.threshold_ms:
             status = "anomaly"
@@ -135,20 +103,6 @@ class VerdictCache:
             self._counts[status] += 1
         return b"".join((c.heads[status], orjson.dumps(duration_ms), c.mid, c.aged_json,
                          c.tail, reason, b"}"))
-
-    def _count(self, status: str) -> None:
-        if self._counts is not None:
-            self._counts[status] += 1
-
-    @staticmethod
-    def _aged(c: _Compiled) -> dict[str, Any]:
-        assert c.base is not None and c.baseline is not None
-        now_ms = int(time.time() * 1000)
-        if now_ms != c.aged_ms or c.aged is None:
-            age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
-            c.aged, c.aged_ms = {**c.base, "ageS": age_s}, now_ms
-            c.aged_json = c.base_head + orjson.dumps(age_s) + b"}"
-        return c.aged
 
     def _compile(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None) -> _Compiled:
         if len(self._compiled) >= self._max:
@@ -170,7 +124,7 @@ class VerdictCache:
                                                                            self.rule)
         heads = {status: b'{"isAnomaly":%s,"status":%s,"durationMs":' % (
             orjson.dumps(status == "anomaly"), orjson.dumps(status)) for status in STATUSES}
-        c = _Compiled(baseline, judged, template, bucket, base, threshold, threshold_ms, tail,
+        c = _Compiled(baseline, judged, template["status"], threshold_ms,
                       heads, b',"bucket":' + orjson.dumps(bucket) + b',"baseline":',
                       b',"threshold":' + orjson.dumps(threshold) + b',"reason":',
                       orjson.dumps(template["reason"]), orjson.dumps(tail)[1:],
