@@ -162,7 +162,7 @@ class Recomputer:
             (due if _window_of(entry) < current else held).append(entry)
         self._held = held
         bucket_ids = [b for b in dict.fromkeys(_bucket_of(e) for e in due) if _is_bucket(b)]
-        await self._recompute_chunked(bucket_ids)
+        await self.recompute(bucket_ids)
         if due:
             await self._ack_and_trim([e[0] for e in due])
         result = WindowResult(current - 1, len(bucket_ids), len(due), len(held),
@@ -187,22 +187,17 @@ class Recomputer:
         return entries
 
     async def recompute(self, bucket_ids: list[str]) -> list[Baseline]:
-        """Recompute and store the baselines of `bucket_ids` from their sample rings (a
-        bucket whose ring is unreadable keeps its baseline and is left out)."""
-        bucket_ids, found = _readable(bucket_ids, await samples.fetch(self.redis, self.keys, bucket_ids))
-        baselines = baselines_of(found, int(time.time() * 1000))
-        await self._store(bucket_ids, baselines)
-        return baselines
-
-    async def _recompute_chunked(self, bucket_ids: list[str]) -> None:
-        """`recompute` chunk by chunk, the next chunk's GETs in flight meanwhile.
+        """Recompute and store the baselines of `bucket_ids` from their sample rings, chunk
+        by chunk, the next chunk's GETs in flight meanwhile (a bucket whose ring is
+        unreadable keeps its baseline and is left out of the result).
 
         Redis serialises a chunk's replies while this process computes the previous one,
         so the two CPUs of a small machine work at the same time.
         """
         chunks = [bucket_ids[i : i + CHUNK_BUCKETS] for i in range(0, len(bucket_ids), CHUNK_BUCKETS)]
+        out: list[Baseline] = []
         if not chunks:
-            return
+            return out
         pending = asyncio.ensure_future(samples.fetch(self.redis, self.keys, chunks[0]))
         try:
             for i, chunk in enumerate(chunks):
@@ -210,11 +205,14 @@ class Recomputer:
                 if i + 1 < len(chunks):
                     pending = asyncio.ensure_future(
                         samples.fetch(self.redis, self.keys, chunks[i + 1]))
-                await self._store(chunk, baselines_of(found, int(time.time() * 1000)))
+                baselines = baselines_of(found, int(time.time() * 1000))
+                await self._store(chunk, baselines)
+                out += baselines
         finally:
             if not pending.done():
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
+        return out
 
     async def _store(self, bucket_ids: list[str], baselines: list[Baseline]) -> None:
         """Write the baselines, then bump the version API caches watch (pipeline/baselines.py)."""
