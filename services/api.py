@@ -1,9 +1,15 @@
-"""The HTTP API (aiohttp): anomaly checks, baselines, health, metrics, the OpenAPI document.
+"""The HTTP API: anomaly checks, baselines, health, metrics, the OpenAPI document.
+
+`Api` is a handler for aiohttp's low-level server (`web.Server`, public API, see
+https://docs.aiohttp.org/en/stable/web_lowlevel.html): one dict lookup by path and method
+picks the route. aiohttp's `Application` resolves every request through its router,
+match info and app chain first, which cost ~11-15 us per request on the benchmark machine,
+more than the whole check (BENCHMARKS.md); nothing here needs those features.
 
 Handlers stay thin: parse → pipeline function → JSON. Errors are mapped to HTTP in one
-place, `route_guard`, which wraps every route (no middleware: see there): bad input 400
-naming the field, unknown paths 404, other methods 405 with `Allow`, oversized bodies 413,
-Redis down 503, and never a stack trace on the wire.
+place, `route_guard`, which wraps every route: bad input 400 naming the field, unknown
+paths 404, other methods 405 with `Allow`, oversized bodies 413, Redis down 503, and never
+a stack trace on the wire.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,7 +29,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import yaml
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.http import HttpVersion11
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -39,7 +46,7 @@ from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
-from services.checks import CheckParser, json_of, read_json, string_field
+from services.checks import CheckParser, json_of, string_field
 from services.config import Settings
 from services.health import Health
 from services.logs import REQUEST_ID
@@ -78,9 +85,12 @@ class Ctx:
         self.buckets = ZoneBuckets(self.zone)
         self.parse = CheckParser(self.zone, self.buckets)
         self.verdicts = VerdictCache(self.rule, self.tz_name, metrics.check_requests)
+        self.openapi = load_openapi()
 
 
-CTX = web.AppKey("ctx", Ctx)
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+# A route's handler: the app's context and the request in, a response out.
+RouteHandler = Callable[[Any, web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -91,21 +101,19 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"error": message, **extra}, status)
 
 
-def route_guard(token: bytes | None) -> Callable[[Handler, bool], Handler]:
-    """`guard(handler, public)`: the handler with request ID and its log context, auth
-    (unless `public`), and errors mapped to HTTP.
+def route_guard(ctx: Any, token: bytes | None) -> Callable[[RouteHandler, bool], Handler]:
+    """`guard(handler, public)`: `handler(ctx, request)` with request ID and its log
+    context, auth (unless `public`), and errors mapped to HTTP.
 
-    Per route, not a middleware: an app with any middleware makes aiohttp wrap every
-    request in a layer of its own and build the chain per route, which cost more than
-    this function's own work. Request IDs are the client's `X-Request-ID` or this
-    process's random prefix plus a counter (uuid4 cost more than the rest of this)."""
+    Request IDs are the client's `X-Request-ID` or this process's random prefix plus a
+    counter (uuid4 cost more than the rest of this)."""
     prefix = secrets.token_hex(4) + "-"
     counter = itertools.count(1)
 
-    def guard(handler: Handler, public: bool = False) -> Handler:
+    def guard(handler: RouteHandler, public: bool = False) -> Handler:
         required = None if public else token
 
-        async def guarded(request: web.Request) -> web.StreamResponse:
+        async def guarded(request: web.BaseRequest) -> web.StreamResponse:
             request_id = (request.headers.get("X-Request-ID", "")[:64]
                           or prefix + str(next(counter)))
             bound = REQUEST_ID.set(request_id)  # every line logged meanwhile carries request_id=
@@ -115,7 +123,7 @@ def route_guard(token: bytes | None) -> Callable[[Handler, bool], Handler]:
                     if scheme.lower() != "bearer" or not hmac.compare_digest(
                             value.strip().encode(), required):
                         raise Unauthorized
-                response = await handler(request)
+                response = await handler(ctx, request)
             except Exception as e:  # noqa: BLE001 - mapped to HTTP; a 500 is logged there
                 response = _error_response(request, e, request_id)
             finally:
@@ -128,38 +136,45 @@ def route_guard(token: bytes | None) -> Callable[[Handler, bool], Handler]:
     return guard
 
 
-def add_routes(app: web.Application, token: bytes | None,
-               routes: Iterable[tuple[str, str, Handler]]) -> None:
-    """Each (method, path, handler) guarded by `route_guard`, plus the answers aiohttp
-    would give without a route (404, 405 with `Allow`) as guarded routes too, so
-    they carry the same JSON errors, auth and `X-Request-ID` with no middleware.
+class Dispatch:
+    """Routes for aiohttp's low-level server: `await dispatch(request)` runs the guarded
+    handler of the request's path and method.
 
-    405: every path gets a catch-all method ("*"), which aiohttp tries only after the
-    path's own methods. 404: a catch-all path, indexed under "/", which aiohttp tries
-    only after every longer path prefix had no match."""
-    guard = route_guard(token)
-    for method, path, handler in routes:
-        guarded = guard(handler, path in PUBLIC_PATHS)
-        if method == "GET":
-            app.router.add_get(path, guarded)  # and HEAD, as aiohttp does
-        else:
-            app.router.add_route(method, path, guarded)
-    for resource in list(app.router.resources()):
-        assert isinstance(resource, web.Resource)  # add_route made each one
-        allowed = {route.method for route in resource}
-        public = resource.canonical in PUBLIC_PATHS
-        resource.add_route("*", guard(_method_not_allowed(allowed), public))
-    app.router.add_route("*", "/{path:.*}", guard(_not_found, False))
+    Each (method, path, handler) is guarded by `route_guard`; a GET route answers HEAD
+    too. What has no route gets the answers aiohttp's router would give, guarded as
+    well, so they carry the same JSON errors, auth and `X-Request-ID`: 405 with `Allow`
+    for a known path, 404 for any other."""
+
+    def __init__(self, ctx: Any, token: bytes | None,
+                 routes: Iterable[tuple[str, str, RouteHandler]]) -> None:
+        guard = route_guard(ctx, token)
+        handlers: dict[str, dict[str, Handler]] = {}
+        for method, path, handler in routes:
+            guarded = guard(handler, path in PUBLIC_PATHS)
+            methods = handlers.setdefault(path, {})
+            methods[method] = guarded
+            if method == "GET":
+                methods["HEAD"] = guarded
+        for path, methods in handlers.items():
+            methods["*"] = guard(_method_not_allowed(set(methods)), path in PUBLIC_PATHS)
+        self.routes = handlers
+        self._not_found = guard(_not_found, False)
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        methods = self.routes.get(request.path)
+        if methods is None:
+            return await self._not_found(request)
+        return await (methods.get(request.method) or methods["*"])(request)
 
 
-def _method_not_allowed(allowed: set[str]) -> Handler:
-    async def method_not_allowed(request: web.Request) -> web.StreamResponse:
+def _method_not_allowed(allowed: set[str]) -> RouteHandler:
+    async def method_not_allowed(ctx: Any, request: web.BaseRequest) -> web.StreamResponse:
         raise web.HTTPMethodNotAllowed(request.method, allowed)
 
     return method_not_allowed
 
 
-async def _not_found(request: web.Request) -> web.StreamResponse:
+async def _not_found(ctx: Any, request: web.BaseRequest) -> web.StreamResponse:
     raise web.HTTPNotFound
 
 
@@ -167,7 +182,7 @@ class Unauthorized(Exception):
     """No bearer token, or the wrong one, on a protected route."""
 
 
-def _error_response(request: web.Request, e: Exception, request_id: str) -> web.Response:
+def _error_response(request: web.BaseRequest, e: Exception, request_id: str) -> web.Response:
     """The HTTP answer to an exception a handler raised (logged with the request ID)."""
     if isinstance(e, InvalidEvent):
         return error(400, e.message, field=e.field)
@@ -198,28 +213,49 @@ def json_bytes_response(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-def arrived_body(request: web.Request, max_bytes: int) -> bytes | None:
-    """The whole body if it has all arrived already (a small POST comes in the packet
-    of its headers), else None: `request.read()` awaits two reads and copies twice.
+async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
+    """The request body, at most `max_bytes` (else 413, as aiohttp's `client_max_size`).
 
-    Over `max_bytes` it is a 413, as `read()` would answer past `client_max_size`."""
+    A small POST's body comes in the packet of its headers: then it is taken from the
+    buffer as it is (`request.read()` awaits two reads and copies twice). One still
+    arriving is read chunk by chunk, after a `100 Continue` if the client waits for one."""
     content = request.content
-    if not content.is_eof():
-        return None
-    body = content.read_nowait()
-    if len(body) > max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_bytes, len(body))
-    return body
+    if content.is_eof():
+        body = content.read_nowait()
+        if len(body) > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_bytes, len(body))
+        return body
+    await _expect_continue(request)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await content.readany():
+        size += len(chunk)
+        if size > max_bytes:
+            raise web.HTTPRequestEntityTooLarge(max_bytes, size)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
-async def check(request: web.Request) -> web.Response:
+async def _expect_continue(request: web.BaseRequest) -> None:
+    """Answer `Expect: 100-continue` (curl sends it for bodies over 1 KiB and waits a
+    second for it), as aiohttp's router does; any other expectation is a 417."""
+    expect = request.headers.get("Expect")
+    if expect is None or request.version != HttpVersion11:
+        return
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:40]}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the response proper has not started
+
+
+async def read_json(ctx: Ctx, request: web.BaseRequest) -> Any:
+    return json_of(await read_body(request, ctx.max_body_bytes))
+
+
+async def check(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     """`judge` for one item, inlined: in the steady state nothing is awaited."""
     started = time.perf_counter()
-    ctx = request.app[CTX]
-    body = arrived_body(request, ctx.max_body_bytes)
-    if body is None:
-        body = await request.read()
-    ref, bucket_id, duration_ms = ctx.parse(json_of(body))
+    ref, bucket_id, duration_ms = ctx.parse(json_of(await read_body(request, ctx.max_body_bytes)))
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)
@@ -228,10 +264,9 @@ async def check(request: web.Request) -> web.Response:
     return json_bytes_response(result)
 
 
-async def check_batch(request: web.Request) -> web.Response:
+async def check_batch(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     started = time.perf_counter()
-    ctx = request.app[CTX]
-    body = await read_json(request)
+    body = await read_json(ctx, request)
     traces = body.get("traces") if isinstance(body, dict) else None
     if not isinstance(traces, list) or not 1 <= len(traces) <= MAX_BATCH:
         raise InvalidEvent("traces", f"must be a list of 1 to {MAX_BATCH} check requests")
@@ -246,7 +281,7 @@ async def check_batch(request: web.Request) -> web.Response:
     return json_bytes_response(b'{"results":[' + b",".join(results) + b"]}")
 
 
-def _query_bucket(request: web.Request, ctx: Ctx) -> BucketRef:
+def _query_bucket(request: web.BaseRequest, ctx: Ctx) -> BucketRef:
     q = request.query
     service = string_field(dict(q), "service", MAX_SERVICE_CHARS)
     endpoint = string_field(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
@@ -265,8 +300,7 @@ def _query_bucket(request: web.Request, ctx: Ctx) -> BucketRef:
     return BucketRef(service, endpoint, TimeBucket(hour, day_type))
 
 
-async def baseline(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+async def baseline(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     ref = _query_bucket(request, ctx)
     found = await ctx.baselines.get(ref.id)
     body = {
@@ -280,12 +314,11 @@ async def baseline(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     return json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
-    ctx = request.app[CTX]
+async def readyz(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see pipeline/retry.py
             await ctx.redis.ping()
@@ -299,8 +332,8 @@ async def readyz(request: web.Request) -> web.Response:
     return json_response({"status": "not ready", **body}, 503)
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    payload = generate_latest(request.app[CTX].metrics.registry)
+async def metrics_handler(ctx: Ctx, request: web.BaseRequest) -> web.Response:
+    payload = generate_latest(ctx.metrics.registry)
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -308,13 +341,11 @@ def load_openapi() -> dict[str, Any]:
     return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return json_response(request.app[OPENAPI])
+async def openapi(ctx: Ctx, request: web.BaseRequest) -> web.Response:
+    return json_response(ctx.openapi)
 
 
-OPENAPI = web.AppKey("openapi", dict)
-
-ROUTES: tuple[tuple[str, str, Handler], ...] = (
+ROUTES: tuple[tuple[str, str, RouteHandler], ...] = (
     ("POST", "/v1/anomaly/check", check),
     ("POST", "/v1/anomaly/check:batch", check_batch),
     ("GET", "/v1/baseline", baseline),
@@ -325,30 +356,39 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-async def _watch_baseline_versions(app: web.Application) -> AsyncIterator[None]:
-    """Follow recompute's version counter in the background for the app's lifetime."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(app[CTX].baselines.watch_versions(stop), name="baseline-versions")
-    yield
-    stop.set()
-    # Bounded: a GET stuck on a dead Redis ends at its socket timeout, or is cancelled here.
-    done, _ = await asyncio.wait({task}, timeout=WATCH_STOP_S)
-    if not done:
-        task.cancel()
+class Api:
+    """The API as a handler for aiohttp's low-level server; `running()` around serving it.
 
+        api = Api(settings, redis, metrics)
+        async with api.running():
+            runner = web.ServerRunner(api.server(), handle_signals=False)
+    """
 
-def create_app(
-    settings: Settings,
-    redis: Redis,
-    metrics: Metrics,
-    baselines: BaselineStore | None = None,
-    health: Health | None = None,
-) -> web.Application:
-    baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
-    ctx = Ctx(settings, redis, metrics, baselines, health or Health())
-    app = web.Application(client_max_size=settings.api.max_body_bytes)  # no middleware
-    app[CTX] = ctx
-    app.cleanup_ctx.append(_watch_baseline_versions)
-    app[OPENAPI] = load_openapi()
-    add_routes(app, ctx.token, ROUTES)
-    return app
+    def __init__(self, settings: Settings, redis: Redis, metrics: Metrics,
+                 baselines: BaselineStore | None = None, health: Health | None = None) -> None:
+        baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
+        self.ctx = Ctx(settings, redis, metrics, baselines, health or Health())
+        self.dispatch = Dispatch(self.ctx, self.ctx.token, ROUTES)
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        return await self.dispatch(request)
+
+    def server(self, **kwargs: Any) -> web.Server:
+        """The low-level server for this API (kwargs go to aiohttp's RequestHandler)."""
+        return web.Server(self.dispatch, access_log=None, **kwargs)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Follow recompute's version counter in the background while serving."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.ctx.baselines.watch_versions(stop),
+                                   name="baseline-versions")
+        try:
+            yield
+        finally:
+            stop.set()
+            # Bounded: a GET stuck on a dead Redis ends at its socket timeout, or is
+            # cancelled here.
+            done, _ = await asyncio.wait({task}, timeout=WATCH_STOP_S)
+            if not done:
+                task.cancel()

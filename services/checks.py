@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from aiohttp import web
 
 from pipeline.buckets import TimeBucket, bucket_of
 from pipeline.errors import InvalidEvent
@@ -32,10 +31,6 @@ from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 MAX_REFS = 50_000
 # The longest decimal string that can still be in range (unix ns before 2100: 19 digits).
 MAX_START_DIGITS = 20
-
-
-async def read_json(request: web.Request) -> Any:
-    return json_of(await request.read())  # aiohttp answers 413 past client_max_size
 
 
 def json_of(body: bytes) -> Any:

@@ -31,7 +31,7 @@ from pipeline.ingest import Ingestor
 from pipeline.metrics import Metrics
 from pipeline.recompute import Recomputer
 from pipeline.retry import Backoff
-from services.api import create_app
+from services.api import Api
 from services.config import Settings
 from services.embedded import embedded_redis
 from services.health import Health
@@ -112,8 +112,8 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
 
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
-    app = create_app(rt.settings, rt.redis, rt.metrics, health=rt.health)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    api = Api(rt.settings, rt.redis, rt.metrics, health=rt.health)
+    runner = web.ServerRunner(api.server(), handle_signals=False)
     await runner.setup()
     host, port = rt.settings.api.host, rt.settings.api.port
     try:
@@ -122,10 +122,11 @@ async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
         await runner.cleanup()
         raise ConfigError(f"API cannot listen on {host}:{port}: {e.strerror}; set TLA_API_PORT") from e
     log.info("event=api_listening url=http://%s:%d", host, port)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
+    async with api.running():
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
 
 
 async def supervise(name: str, stage: Stage, rt: Runtime) -> None:

@@ -4,19 +4,21 @@ Each server runs in its own process pinned to CPU 0; wrk (Debian's `wrk`) runs p
 CPU 1 with 50 connections. Rows, all from the same run:
 - `bare`: an aiohttp POST handler that reads the body and returns constant JSON (ceiling);
 - `bare+noop-middleware`: the same handler behind one pass-through middleware (what
-  aiohttp's middleware machinery costs by itself; the project has none any more);
-- `bare+project-middlewares`: the same handler routed and wrapped as the project's are
-  (`services.api.add_routes`: the per-route guard with request id and log context, auth,
-  errors to HTTP, and the 404/405 fallback routes), the framework layer before any check
-  work. The row keeps its old name so figures stay comparable across versions;
+  aiohttp's middleware machinery costs by itself; the project has none);
+- `bare-lowlevel`: the same handler alone on aiohttp's low-level server (`web.Server`, no
+  `Application`, no router), which the project's API runs on: the floor under `project`;
+- `bare+project-dispatch`: the same handler dispatched and guarded as the project's
+  routes are (`services.api.Dispatch` on the low-level server: request id and log
+  context, auth, errors to HTTP, 404/405), the framework layer before any check work.
+  Until the API moved to the low-level server this row was `bare+project-middlewares`;
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
 - with `--uvloop` (needs `pip install uvloop`, not a project dependency): `bare-uvloop`
   and `project-uvloop`, the bare handler and the project both on uvloop's event loop, so
   their ratio compares like with like.
-bare, bare+middlewares, project (and the uvloop pair) are measured `--rounds` times in
-alternation and the best of each is kept. Besides wrk's figures each row has the server's CPU time per
+Every row but the last two is measured `--rounds` times in alternation and the best of
+each is kept. Besides wrk's figures each row has the server's CPU time per
 request (from /proc): on a shared machine it is the steadier of the two ratios.
 
     .venv/bin/python -m scripts.bench.check_api [--smoke] [--json out.json]
@@ -179,7 +181,8 @@ def main() -> None:
             single = wrk_script(Path(tmp) / "one.lua", "/v1/anomaly/check", one)
             many = wrk_script(Path(tmp) / "batch.lua", "/v1/anomaly/check:batch", batch)
             kinds = {"bare": ("bare", []), "bare+noop-middleware": ("bare-noop", []),
-                     "bare+project-middlewares": ("bare-mw", []),
+                     "bare-lowlevel": ("bare-lowlevel", []),
+                     "bare+project-dispatch": ("bare-mw", []),
                      "project": ("project", project)}
             if a.uvloop:
                 kinds["bare-uvloop"] = ("bare", ["--uvloop"])

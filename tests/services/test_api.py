@@ -3,28 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import jsonschema
 import orjson
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp import StreamReader
+from aiohttp.test_utils import RawTestServer, TestClient
 from redis.asyncio import Redis
 
 from pipeline.buckets import bucket_of, load_zone
 from pipeline.keys import BucketRef, Keys
 from pipeline.metrics import Metrics
 from pipeline.stats import Baseline
-from services.api import create_app, load_openapi
+from services.api import Api, load_openapi
 from services.config import Settings
 from services.logs import REQUEST_ID
 
 pytestmark = pytest.mark.redis
 ClientMaker = Callable[..., Awaitable[TestClient]]
+Serve = Callable[..., Awaitable[TestClient]]
 NOW_NS = time.time_ns()
 ZONE = load_zone("Asia/Taipei")
 
@@ -36,8 +38,21 @@ def settings_for(prefix: str, **api: Any) -> Settings:
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> TestClient:
-    return await aiohttp_client(create_app(settings_for(prefix), redis, Metrics()))
+async def serve(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> AsyncIterator[Serve]:
+    """`await serve(store=redis, **api_settings)`: a client of an `Api` served by aiohttp's
+    low-level server, as `tempo-anomaly run` serves it, running while the test runs."""
+    async with contextlib.AsyncExitStack() as running:
+        async def make(store: Redis = redis, **api: Any) -> TestClient:
+            app = Api(settings_for(prefix, **api), store, Metrics())
+            await running.enter_async_context(app.running())
+            return await aiohttp_client(RawTestServer(app))
+
+        yield make
+
+
+@pytest.fixture
+async def client(serve: Serve) -> TestClient:
+    return await serve()
 
 
 async def store(redis: Redis, keys: Keys, baseline: Baseline, endpoint: str = "POST /pay") -> BucketRef:
@@ -146,8 +161,8 @@ async def test_not_json_and_bad_batches(client: TestClient) -> None:
     assert (await response.json())["field"] == "traces[1].durationMs"
 
 
-async def test_oversized_body_is_413(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> None:
-    client = await aiohttp_client(create_app(settings_for(prefix, max_body_bytes=1024), redis, Metrics()))
+async def test_oversized_body_is_413(serve: Serve) -> None:
+    client = await serve(max_body_bytes=1024)
     response = await client.post("/v1/anomaly/check", data=b"{" + b" " * 5000 + b"}")
     assert response.status == 413
     assert "error" in await response.json()
@@ -181,9 +196,9 @@ async def test_health_ready_metrics_openapi(client: TestClient) -> None:
     assert missing.status == 404 and "error" in await missing.json()
 
 
-async def test_redis_down_is_503_never_a_verdict(aiohttp_client: ClientMaker, prefix: str) -> None:
+async def test_redis_down_is_503_never_a_verdict(serve: Serve) -> None:
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    client = await aiohttp_client(create_app(settings_for(prefix), dead, Metrics()))
+    client = await serve(store=dead)
     response = await client.post("/v1/anomaly/check", json=body())
     assert response.status == 503
     assert "baseline store unavailable" in (await response.json())["error"]
@@ -192,8 +207,8 @@ async def test_redis_down_is_503_never_a_verdict(aiohttp_client: ClientMaker, pr
     await dead.aclose()
 
 
-async def test_bearer_token(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> None:
-    client = await aiohttp_client(create_app(settings_for(prefix, token="s3cret"), redis, Metrics()))
+async def test_bearer_token(serve: Serve) -> None:
+    client = await serve(token="s3cret")
     assert (await client.post("/v1/anomaly/check", json=body())).status == 401
     wrong = {"Authorization": "Bearer nope"}
     assert (await client.get("/metrics", headers=wrong)).status == 401
@@ -217,9 +232,7 @@ async def test_unmatched_routes_are_json_404_and_405_with_allow(client: TestClie
     assert head.status == 200 and head.headers["X-Request-ID"]
 
 
-async def test_no_middleware_and_every_route_guarded(client: TestClient) -> None:
-    """aiohttp skips its middleware machinery only for an app with no middleware."""
-    assert not client.app.middlewares
+async def test_every_route_guarded(client: TestClient) -> None:
     ids = set()
     for _ in range(3):
         response = await client.get("/healthz")
@@ -228,9 +241,9 @@ async def test_no_middleware_and_every_route_guarded(client: TestClient) -> None
 
 
 async def test_token_guards_unknown_routes_too_and_not_health(
-    aiohttp_client: ClientMaker, redis: Redis, prefix: str
+    serve: Serve
 ) -> None:
-    client = await aiohttp_client(create_app(settings_for(prefix, token="s3cret"), redis, Metrics()))
+    client = await serve(token="s3cret")
     assert (await client.get("/nope")).status == 401
     assert (await client.get("/v1/anomaly/check")).status == 401  # auth before the 405
     denied = await client.delete("/healthz")
@@ -241,10 +254,10 @@ async def test_token_guards_unknown_routes_too_and_not_health(
 
 
 async def test_lines_logged_during_a_request_carry_its_id(
-    aiohttp_client: ClientMaker, prefix: str
+    serve: Serve
 ) -> None:
     dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    client = await aiohttp_client(create_app(settings_for(prefix), dead, Metrics()))
+    client = await serve(store=dead)
     seen: list[str | None] = []
 
     class Spy(logging.Handler):
@@ -265,35 +278,50 @@ async def test_lines_logged_during_a_request_carry_its_id(
 
 
 async def test_a_body_still_arriving_is_read_to_its_end(
-    aiohttp_client: ClientMaker, redis: Redis, keys: Keys, prefix: str,
-    monkeypatch: pytest.MonkeyPatch,
+    serve: Serve, redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The handler takes a body that has all arrived from the buffer; one still coming
-    (here chunked, its second half sent after a pause) is awaited, with the same limit."""
-    client = await aiohttp_client(create_app(settings_for(prefix, max_body_bytes=1024), redis,
-                                             Metrics()))
+    """A body that has all arrived is taken from the buffer; one still coming (here
+    chunked, its second half sent after a pause) is awaited, with the same limit."""
+    client = await serve(max_body_bytes=1024)
     await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
 
-    def in_two_parts(payload: bytes) -> Any:
-        async def parts() -> Any:
-            yield payload[:10]
-            await asyncio.sleep(0.05)
-            yield payload[10:]
-        return parts()
-
     awaited = []
-    read = web.BaseRequest.read
+    readany = StreamReader.readany
 
-    async def spy(request: web.BaseRequest) -> bytes:
-        awaited.append(request.path)
-        return await read(request)
+    async def spy(reader: StreamReader) -> bytes:
+        chunk = await readany(reader)
+        awaited.append(len(chunk))
+        return chunk
 
-    monkeypatch.setattr(web.BaseRequest, "read", spy)
+    monkeypatch.setattr(StreamReader, "readany", spy)
     whole = orjson.dumps(body())
     response = await client.post("/v1/anomaly/check", data=whole)
     assert response.status == 200 and awaited == []  # arrived with its headers
-    response = await client.post("/v1/anomaly/check", data=in_two_parts(whole))
+    response = await client.post("/v1/anomaly/check", data=in_parts(whole))
     assert response.status == 200 and (await response.json())["status"] == "anomaly"
-    assert awaited == ["/v1/anomaly/check"]
-    response = await client.post("/v1/anomaly/check", data=in_two_parts(b"{" + b" " * 5000 + b"}"))
+    # The server's reads up to the end of the body (the client's own reads follow).
+    server_reads = awaited[:awaited.index(0)]
+    assert sum(server_reads) == len(whole) and len(server_reads) >= 2
+    response = await client.post("/v1/anomaly/check", data=in_parts(b"{" + b" " * 5000 + b"}"))
     assert response.status == 413
+
+
+async def test_expect_100_continue_is_answered(serve: Serve, redis: Redis, keys: Keys) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the 100
+    before sending them; aiohttp's client does the same with expect100=True."""
+    client = await serve()
+    await store(redis, keys, Baseline(120, 300, 15, 1000, 0))
+    batch = {"traces": [body(durationMs=100 + i) for i in range(40)]}
+    response = await client.post("/v1/anomaly/check:batch", json=batch, expect100=True)
+    assert response.status == 200 and len((await response.json())["results"]) == 40
+    odd = await client.post("/v1/anomaly/check", data=in_parts(orjson.dumps(body())),
+                            headers={"Expect": "something-else"})
+    assert odd.status == 417 and "error" in await odd.json()
+
+
+def in_parts(payload: bytes) -> Any:
+    async def parts() -> Any:
+        yield payload[:10]
+        await asyncio.sleep(0.05)
+        yield payload[10:]
+    return parts()
