@@ -68,6 +68,12 @@ class ZoneBuckets:
             hit = self._fill(slot)
         return hit if hit is not None else bucket_of(start_ns, self.zone)
 
+    def of_slot(self, slot: int) -> TimeBucket | None:
+        """The bucket of every instant in `slot` (`start_ns // SLOT_NS`), or None when
+        the slot straddles an offset change (then only `bucket_of` answers)."""
+        hit = self._slots.get(slot, _UNKNOWN)
+        return self._fill(slot) if hit is _UNKNOWN else hit
+
     def _fill(self, slot: int) -> TimeBucket | None:
         """The slot's one bucket, or None when the slot straddles an offset change."""
         if len(self._slots) >= self._max_slots:
