@@ -88,9 +88,13 @@ class Ctx:
         self.openapi = load_openapi()
 
 
-Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
-# A route's handler: the app's context and the request in, a response out.
+# A route's handler: the app's context (`Ctx`; the benchmark's bare routes take None) and
+# the request in, a response out. Bodies are read with `read_body`/`arrived_body`, never
+# `request.read()`: the low-level server's requests keep aiohttp's default 1 MiB limit,
+# not TLA_API_MAX_BODY_BYTES.
 RouteHandler = Callable[[Any, web.BaseRequest], Awaitable[web.StreamResponse]]
+# What `route_guard` makes of one: the request in, a response out, nothing raised.
+Guarded = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
@@ -101,8 +105,8 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
     return json_response({"error": message, **extra}, status)
 
 
-def route_guard(ctx: Any, token: bytes | None) -> Callable[[RouteHandler, bool], Handler]:
-    """`guard(handler, public)`: `handler(ctx, request)` with request ID and its log
+def route_guard(ctx: Any, token: bytes | None) -> Callable[[RouteHandler, bool], Guarded]:
+    """`guard(handler, public)`: `handler(ctx, request)` (ctx given here) with request ID and its log
     context, auth (unless `public`), and errors mapped to HTTP.
 
     Request IDs are the client's `X-Request-ID` or this process's random prefix plus a
@@ -110,7 +114,7 @@ def route_guard(ctx: Any, token: bytes | None) -> Callable[[RouteHandler, bool],
     prefix = secrets.token_hex(4) + "-"
     counter = itertools.count(1)
 
-    def guard(handler: RouteHandler, public: bool = False) -> Handler:
+    def guard(handler: RouteHandler, public: bool = False) -> Guarded:
         required = None if public else token
 
         async def guarded(request: web.BaseRequest) -> web.StreamResponse:
@@ -143,12 +147,15 @@ class Dispatch:
     Each (method, path, handler) is guarded by `route_guard`; a GET route answers HEAD
     too. What has no route gets the answers aiohttp's router would give, guarded as
     well, so they carry the same JSON errors, auth and `X-Request-ID`: 405 with `Allow`
-    for a known path, 404 for any other."""
+    for a known path (its methods' "*" entry), 404 for any other. Paths are matched as
+    aiohttp's router matches them: percent-decoded except for an encoded "/" or "%"
+    (`path_safe`), so `/v1%2Fbaseline` is no route."""
 
     def __init__(self, ctx: Any, token: bytes | None,
                  routes: Iterable[tuple[str, str, RouteHandler]]) -> None:
         guard = route_guard(ctx, token)
-        handlers: dict[str, dict[str, Handler]] = {}
+        # path -> method -> guarded handler; "*": any other method (the 405).
+        handlers: dict[str, dict[str, Guarded]] = {}
         for method, path, handler in routes:
             guarded = guard(handler, path in PUBLIC_PATHS)
             methods = handlers.setdefault(path, {})
@@ -163,7 +170,7 @@ class Dispatch:
     def __call__(self, request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
         """The route's coroutine, for aiohttp to await (not a coroutine itself: one
         frame less per request)."""
-        methods = self.routes.get(request.path)
+        methods = self.routes.get(request.rel_url.path_safe)
         if methods is None:
             return self._not_found(request)
         return (methods.get(request.method) or methods["*"])(request)
@@ -193,6 +200,9 @@ def _error_response(request: web.BaseRequest, e: Exception, request_id: str) -> 
     if isinstance(e, StoreUnavailable):
         log.warning("event=store_unavailable path=%s error=%r", request.path, str(e))
         return error(503, "baseline store unavailable: Redis did not answer; retry later")
+    if isinstance(e, ConnectionError):  # the client went away mid-body: no one to answer
+        log.info("event=client_disconnected path=%s error=%r", request.path, str(e))
+        return error(400, "connection lost while reading the request")
     if isinstance(e, web.HTTPException):
         response = error(e.status, e.reason)
         if "Allow" in e.headers:  # 405 must list the methods (RFC 9110)
@@ -232,10 +242,13 @@ def arrived_body(request: web.BaseRequest, max_bytes: int) -> bytes | None:
 async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
     """The request body, at most `max_bytes` (else 413, as aiohttp's `client_max_size`):
     `arrived_body`, or read chunk by chunk as it arrives, after a `100 Continue` if the
-    client waits for one."""
+    client waits for one (a declared length over the limit is refused first)."""
     body = arrived_body(request, max_bytes)
     if body is not None:
         return body
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_bytes, declared)
     await _expect_continue(request)
     content = request.content
     parts: list[bytes] = []
@@ -249,13 +262,15 @@ async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
 
 
 async def _expect_continue(request: web.BaseRequest) -> None:
-    """Answer `Expect: 100-continue` (curl sends it for bodies over 1 KiB and waits a
-    second for it), as aiohttp's router does; any other expectation is a 417."""
-    expect = request.headers.get("Expect")
-    if expect is None or request.version != HttpVersion11:
+    """Answer `Expect: 100-continue` before reading a body that has not arrived (curl
+    sends it for bodies over 1 KiB and waits a second for it), as aiohttp's router did.
+
+    Other expectations are ignored, whenever the body arrives: RFC 9110 lets a server
+    answer them with 417 but does not require it, and refusing them only when a body
+    came in a second packet would make the answer depend on timing."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue" or request.version != HttpVersion11:
         return
-    if expect.lower() != "100-continue":
-        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect[:40]}")
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     request.writer.output_size = 0  # the response proper has not started
 
@@ -267,7 +282,7 @@ async def read_json(ctx: Ctx, request: web.BaseRequest) -> Any:
 async def check(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     """`judge` for one item, inlined: in the steady state nothing is awaited."""
     started = time.perf_counter()
-    body = arrived_body(request, ctx.max_body_bytes)
+    body = arrived_body(request, ctx.max_body_bytes)  # read_body's first step, not awaited
     if body is None:
         body = await read_body(request, ctx.max_body_bytes)
     ref, bucket_id, duration_ms = ctx.parse(json_of(body))
@@ -377,6 +392,10 @@ class Api:
         api = Api(settings, redis, metrics)
         async with api.running():
             runner = web.ServerRunner(api.server(), handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            ...  # serve until asked to stop
+            await runner.cleanup()
     """
 
     def __init__(self, settings: Settings, redis: Redis, metrics: Metrics,
@@ -384,9 +403,6 @@ class Api:
         baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
         self.ctx = Ctx(settings, redis, metrics, baselines, health or Health())
         self.dispatch = Dispatch(self.ctx, self.ctx.token, ROUTES)
-
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
-        return await self.dispatch(request)
 
     def server(self, **kwargs: Any) -> web.Server:
         """The low-level server for this API (kwargs go to aiohttp's RequestHandler)."""

@@ -27,8 +27,10 @@ from pipeline.events import (
 )
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 
-# Validated (service, endpoint, hour, day type)s remembered; past this the memo starts
-# over (a few thousand endpoints x 48 buckets is the working set of one API process).
+# (service, endpoint, 15-minute slot)s remembered; past this the memo starts over. Checks
+# arrive within minutes of their traces, so the live set is about one or two slots per
+# endpoint: 50k holds a few thousand endpoints for hours, and a start over costs each
+# endpoint one check_of.
 MAX_REFS = 50_000
 # The longest decimal string that can still be in range (unix ns before 2100: 19 digits).
 MAX_START_DIGITS = 20
@@ -135,7 +137,10 @@ class CheckParser:
         return ref, self._remember(body, ref), duration_ms
 
     def _remember(self, body: dict[str, Any], ref: BucketRef) -> str:
-        """`ref.id`, remembered for ref's slot when the slot lies in one bucket."""
+        """`ref.id`, remembered for ref's slot when the slot lies in one bucket.
+
+        Keyed by ref's names, which `__call__` looks up with the body's raw values: equal,
+        because check_name accepts a name as it is or refuses it (never rewrites it)."""
         bucket_id = ref.id
         start = body["startTimeUnixNano"]  # check_of accepted it: an int or its digits
         slot = int(start) // SLOT_NS

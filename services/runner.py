@@ -113,16 +113,17 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
     api = Api(rt.settings, rt.redis, rt.metrics, health=rt.health)
-    runner = web.ServerRunner(api.server(), handle_signals=False)
-    await runner.setup()
-    host, port = rt.settings.api.host, rt.settings.api.port
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as e:
-        await runner.cleanup()
-        raise ConfigError(f"API cannot listen on {host}:{port}: {e.strerror}; set TLA_API_PORT") from e
-    log.info("event=api_listening url=http://%s:%d", host, port)
-    async with api.running():
+    async with api.running():  # the baseline-version watch, from before the first request
+        runner = web.ServerRunner(api.server(), handle_signals=False)
+        await runner.setup()
+        host, port = rt.settings.api.host, rt.settings.api.port
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as e:
+            await runner.cleanup()
+            raise ConfigError(
+                f"API cannot listen on {host}:{port}: {e.strerror}; set TLA_API_PORT") from e
+        log.info("event=api_listening url=http://%s:%d", host, port)
         try:
             await stop.wait()
         finally:

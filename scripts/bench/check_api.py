@@ -15,8 +15,8 @@ CPU 1 with 50 connections. Rows, all from the same run:
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
 - with `--uvloop` (needs `pip install uvloop`, not a project dependency): `bare-uvloop`
-  and `project-uvloop`, the bare handler and the project both on uvloop's event loop, so
-  their ratio compares like with like.
+  and `project-uvloop`, the bare handler (on an `Application`, as `bare`) and the project
+  both on uvloop's event loop, so their ratio has the same loop on both sides.
 Every row but the last two is measured `--rounds` times in alternation and the best of
 each is kept. Besides wrk's figures each row has the server's CPU time per
 request (from /proc): on a shared machine it is the steadier of the two ratios.
@@ -229,7 +229,15 @@ def report(rows: dict[str, dict[str, float]], json_path: str | None, seconds: in
                "ratio_project_vs_bare": common.ratio(rows["project"]["req_per_s"], bare_rps),
                "cpu_ratio_project_vs_bare": common.ratio(
                    bare_cpu, rows["project"]["server_cpu_us_per_req"])}
-    if "bare-uvloop" in rows:  # like with like: both on uvloop
+    low = rows["bare-lowlevel"]  # the same HTTP layer as the project: its own share alone
+    figures["ratio_project_vs_bare_lowlevel"] = common.ratio(
+        rows["project"]["req_per_s"], low["req_per_s"])
+    figures["cpu_ratio_project_vs_bare_lowlevel"] = common.ratio(
+        low["server_cpu_us_per_req"], rows["project"]["server_cpu_us_per_req"])
+    print(f"project x bare-lowlevel (the same aiohttp layer, the project's own work alone): "
+          f"{figures['ratio_project_vs_bare_lowlevel']:.3f} by req/s, "
+          f"{figures['cpu_ratio_project_vs_bare_lowlevel']:.3f} by CPU")
+    if "bare-uvloop" in rows:  # the same event loop on both sides
         uv_bare, uv_project = rows["bare-uvloop"], rows["project-uvloop"]
         figures["ratio_project_vs_bare_uvloop"] = common.ratio(
             uv_project["req_per_s"], uv_bare["req_per_s"])

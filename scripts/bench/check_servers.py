@@ -77,10 +77,10 @@ async def serve(kind: str, port: int, redis_url: str, prefix: str, cache_ttl_s: 
            "TLA_API_CACHE_TTL_S": str(cache_ttl_s)}
     redis = connect(redis_url)
     api = Api(Settings.load(env=env), redis, Metrics())
-    runner = web.ServerRunner(api.server(), handle_signals=False)  # as services.runner serves it
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
-    async with api.running():
+    async with api.running():  # as services.runner serves it
+        runner = web.ServerRunner(api.server(), handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
         await stop.wait()
         await runner.cleanup()
     await redis.aclose()

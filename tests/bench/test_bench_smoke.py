@@ -21,8 +21,10 @@ REDIS_URL = os.environ.get("TLA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BENCHMARKS = [
     ("ingest", ["ceiling", "project", "events/s"],
      ["producer", "ratio_project_vs_ceiling", "distinct_traces"]),
-    ("check_api", ["bare", "project", "req/s", "p99 ms"],
-     ["bare", "project", "project-nocache", "project-batch100", "ratio_project_vs_bare"]),
+    ("check_api", ["bare", "bare-lowlevel", "bare+project-dispatch", "project", "req/s",
+                   "p99 ms"],
+     ["bare", "bare-lowlevel", "project", "project-nocache", "project-batch100",
+      "ratio_project_vs_bare", "ratio_project_vs_bare_lowlevel"]),
     ("recompute", ["recompute window", "buckets/s"],
      ["buckets", "window_s", "buckets_per_s", "fetch_only_s"]),
     ("memory", ["bytes/sample", "bytes/trace"], ["samples", "seen"]),

@@ -8,12 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.buckets import ZoneBuckets, load_zone
+from pipeline.buckets import SLOT_NS, ZoneBuckets, load_zone
 from pipeline.errors import InvalidEvent
 from pipeline.events import MAX_START_NS, MIN_START_NS
 from services.checks import CheckParser, check_of
 
-ZONE = load_zone("Europe/London")  # DST: slots straddling a transition are exercised too
+ZONE = load_zone("Europe/London")
+# Its DST transitions fell mid-slot until 2011 (at 00:01 local, -3:30 / -2:30, so at :31
+# UTC): the memo's 15-minute slots that straddle one must never be remembered.
+ST_JOHNS = load_zone("America/St_Johns")
+ST_JOHNS_2010_NS = (1_268_537_460 * 10**9,  # 2010-03-14 03:31 UTC: 00:00 -> 01:01 local
+                    1_289_097_060 * 10**9)  # 2010-11-07 02:31 UTC: 00:00 -> 23:01 local
 NOW_NS = 1_764_396_000_000_000_000
 
 names = st.one_of(st.sampled_from(["checkout", "POST /pay", "a|b{c}", "", " ", "x\ny"]),
@@ -83,3 +88,22 @@ def test_superscript_digits_are_a_400_not_a_500(start: str) -> None:
     with pytest.raises(InvalidEvent) as e:
         CheckParser(ZONE, ZoneBuckets(ZONE))(body)
     assert e.value.field == "startTimeUnixNano"
+
+
+def test_slots_straddling_an_offset_change_are_never_remembered() -> None:
+    """One parser for every start, minute by minute across two St. John's transitions
+    that fall inside a 15-minute slot, each start sent twice (the second from the memo
+    when remembered): the bucket is check_of's every time."""
+    parser = CheckParser(ST_JOHNS, ZoneBuckets(ST_JOHNS))
+    for around in ST_JOHNS_2010_NS:
+        for minute in range(-40, 40):
+            start = around + minute * 60 * 10**9
+            for body in ({"rootServiceName": "s", "rootTraceName": "e",
+                          "startTimeUnixNano": str(start), "durationMs": 1},) * 2:
+                want_ref, want_ms = check_of(body, ST_JOHNS)
+                assert parser(body) == (want_ref, want_ref.id, want_ms), start
+    slots = ZoneBuckets(ST_JOHNS)
+    straddling = {around // SLOT_NS for around in ST_JOHNS_2010_NS}
+    assert all(slots.of_slot(slot) is None for slot in straddling)  # the case under test
+    remembered = {slot for _, _, slot in parser._refs}
+    assert remembered and not remembered & straddling
