@@ -34,15 +34,21 @@ class _Compiled:
     status: str  # the verdict's status when not judged
     threshold_ms: float
     # The verdict's JSON around its variable parts (duration, baseline age, reason), for
-    # `verdict_bytes`: '{"isAnomaly":..,"status":..,"durationMs":' per status, then
-    # ',"bucket":{..},"baseline":' and ',"threshold":..,"reason":'.
-    heads: dict[str, bytes]
-    mid: bytes
-    tail: bytes
-    reason_json: bytes  # the constant reason of an unjudged verdict
-    # The judged reason's JSON after "<duration> > " (closing quote included): JSON
-    # escapes character by character, and ms() writes only ASCII digits, '.', 'e+-' and ' ms'.
-    reason_tail_json: bytes
+    # `verdict_bytes`. Every verdict is  head + duration + mid + baseline + ...:
+    # head: '{"isAnomaly":..,"status":..,"durationMs":', one per status;
+    head: bytes  # the unjudged status's
+    anomaly_head: bytes
+    normal_head: bytes
+    mid: bytes  # ',"bucket":{..},"baseline":'
+    # ... + end, unjudged: ',"threshold":..,"reason":"<constant reason>"}';
+    end: bytes
+    # ... + judged_tail + ms(duration) + gt_end or le_end, judged: the reason's JSON
+    # around its duration (JSON escapes character by character, and ms() writes only
+    # ASCII digits, '.', 'e+-' and ' ms'): ',"threshold":..,"reason":"' then
+    # ' > <explanation>"}' or ' <= <explanation>"}'.
+    judged_tail: bytes
+    gt_end: bytes
+    le_end: bytes
     # baseline_json without ageS, serialized up to '"ageS":'; empty when no baseline shows.
     base_head: bytes
     # baseline_json's JSON as of `aged_ms`: ageS has millisecond resolution, so requests
@@ -62,7 +68,7 @@ class VerdictCache:
         self._ids: dict[BucketRef, str] = {}
         self._compiled: dict[str, _Compiled] = {}
         # Every status exported from the start (0 until seen); counted as plain floats.
-        self._counts: dict[str, float] | None = None
+        self._counts: dict[str, float] = dict.fromkeys(STATUSES, 0.0)
         if counter is not None:
             for status in STATUSES:
                 counter.labels(status)
@@ -90,19 +96,17 @@ class VerdictCache:
                 age_s = round(max(0, now_ms - c.baseline.updated_ms) / 1000, 3)
                 c.aged_json = c.base_head + orjson.dumps(age_s) + b"}"
                 c.aged_ms = now_ms
+        counts = self._counts
         if not c.judged:
-            status = c.status
-            reason = c.reason_json
-        elif duration_ms > c.threshold_ms:
-            status = "anomaly"
-            reason = b'"' + ms(duration_ms).encode() + b" > " + c.reason_tail_json
-        else:
-            status = "normal"
-            reason = b'"' + ms(duration_ms).encode() + b" <= " + c.reason_tail_json
-        if self._counts is not None:
-            self._counts[status] += 1
-        return b"".join((c.heads[status], orjson.dumps(duration_ms), c.mid, c.aged_json,
-                         c.tail, reason, b"}"))
+            counts[c.status] += 1
+            return b"".join((c.head, orjson.dumps(duration_ms), c.mid, c.aged_json, c.end))
+        if duration_ms > c.threshold_ms:
+            counts["anomaly"] += 1
+            return b"".join((c.anomaly_head, orjson.dumps(duration_ms), c.mid, c.aged_json,
+                             c.judged_tail, ms(duration_ms).encode(), c.gt_end))
+        counts["normal"] += 1
+        return b"".join((c.normal_head, orjson.dumps(duration_ms), c.mid, c.aged_json,
+                         c.judged_tail, ms(duration_ms).encode(), c.le_end))
 
     def _compile(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None) -> _Compiled:
         if len(self._compiled) >= self._max:
@@ -124,10 +128,14 @@ class VerdictCache:
                                                                            self.rule)
         heads = {status: b'{"isAnomaly":%s,"status":%s,"durationMs":' % (
             orjson.dumps(status == "anomaly"), orjson.dumps(status)) for status in STATUSES}
+        threshold_part = b',"threshold":' + orjson.dumps(threshold) + b',"reason":'
+        explanation = orjson.dumps(tail)[1:]  # '<explanation>"'
         c = _Compiled(baseline, judged, template["status"], threshold_ms,
-                      heads, b',"bucket":' + orjson.dumps(bucket) + b',"baseline":',
-                      b',"threshold":' + orjson.dumps(threshold) + b',"reason":',
-                      orjson.dumps(template["reason"]), orjson.dumps(tail)[1:],
+                      heads[template["status"]], heads["anomaly"], heads["normal"],
+                      b',"bucket":' + orjson.dumps(bucket) + b',"baseline":',
+                      threshold_part + orjson.dumps(template["reason"]) + b"}",
+                      threshold_part + b'"', b" > " + explanation + b"}",
+                      b" <= " + explanation + b"}",
                       orjson.dumps({**base, "ageS": 0})[:-2] if base is not None else b"")
         self._compiled[bucket_id] = c
         return c
