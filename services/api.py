@@ -106,7 +106,7 @@ def error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 def route_guard(ctx: Any, token: bytes | None) -> Callable[[RouteHandler, bool], Guarded]:
-    """`guard(handler, public)`: `handler(ctx, request)` (ctx given here) with request ID and its log
+    """`guard(handler, public)`: `handler(ctx, request)` with request ID and its log
     context, auth (unless `public`), and errors mapped to HTTP.
 
     Request IDs are the client's `X-Request-ID` or this process's random prefix plus a

@@ -316,6 +316,9 @@ async def test_expect_100_continue_is_answered(serve: Serve, redis: Redis, keys:
     batch = {"traces": [body(durationMs=100 + i) for i in range(40)]}
     response = await client.post("/v1/anomaly/check:batch", json=batch, expect100=True)
     assert response.status == 200 and len((await response.json())["results"]) == 40
+    small = await serve(max_body_bytes=1024)  # a declared length over the limit: 413, no 100
+    big = await small.post("/v1/anomaly/check", data=b" " * 5000, expect100=True)
+    assert big.status == 413
     # Other expectations are ignored, however the body arrives (RFC 9110: 417 is a MAY).
     for data in (orjson.dumps(body()), in_parts(orjson.dumps(body()))):
         odd = await client.post("/v1/anomaly/check", data=data, headers={"Expect": "odd"})
