@@ -65,7 +65,6 @@ class VerdictCache:
         self.rule = rule
         self.tz_name = tz_name
         self._max = max_buckets
-        self._ids: dict[BucketRef, str] = {}
         self._compiled: dict[str, _Compiled] = {}
         # Every status exported from the start (0 until seen); counted as plain floats.
         self._counts: dict[str, float] = dict.fromkeys(STATUSES, 0.0)
@@ -73,14 +72,6 @@ class VerdictCache:
             for status in STATUSES:
                 counter.labels(status)
             self._counts = counter.counts
-
-    def bucket_id(self, ref: BucketRef) -> str:
-        bucket_id = self._ids.get(ref)
-        if bucket_id is None:
-            if len(self._ids) >= self._max:
-                self._ids.clear()
-            bucket_id = self._ids[ref] = ref.id
-        return bucket_id
 
     def verdict_bytes(self, ref: BucketRef, bucket_id: str, baseline: Baseline | None,
                       duration_ms: float) -> bytes:
