@@ -15,6 +15,7 @@ from pipeline import samples as stored_samples
 from pipeline.buckets import TimeBucket, bucket_of, load_zone
 from pipeline.errors import ConfigError
 from pipeline.keys import BucketRef
+from pipeline.rule import where
 from services import runner
 from services.config import Settings
 from services.demo import DemoTraffic, print_anomalies
@@ -146,8 +147,8 @@ async def samples(settings: Settings, args: argparse.Namespace) -> int:
         print(orjson.dumps({"bucket": ref.id, "count": int(values.size),
                             "windowSize": settings.rule.window_size, "newestMs": newest}).decode())
         return 0
-    print(f"{ref.service} {ref.endpoint}, {ref.bucket.hour:02d}:00 {ref.bucket.day_type} "
-          f"{settings.timezone}: {values.size} samples (window {settings.rule.window_size})")
+    print(f"{where(ref, settings.timezone)}: {values.size} samples "
+          f"(window {settings.rule.window_size})")
     if newest:
         print(f"newest {len(newest)}, oldest first (ms): " + " ".join(f"{v:g}" for v in newest))
     return 0
