@@ -244,8 +244,11 @@ async def read_body(request: web.BaseRequest, max_bytes: int) -> bytes:
     `arrived_body`, or read chunk by chunk as it arrives, after a `100 Continue` if the
     client waits for one (a declared length over the limit is refused first)."""
     body = arrived_body(request, max_bytes)
-    if body is not None:
-        return body
+    return body if body is not None else await _read_arriving(request, max_bytes)
+
+
+async def _read_arriving(request: web.BaseRequest, max_bytes: int) -> bytes:
+    """`read_body` for a body that has not all arrived yet."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         raise web.HTTPRequestEntityTooLarge(max_bytes, declared)
@@ -282,9 +285,9 @@ async def read_json(ctx: Ctx, request: web.BaseRequest) -> Any:
 async def check(ctx: Ctx, request: web.BaseRequest) -> web.Response:
     """`judge` for one item, inlined: in the steady state nothing is awaited."""
     started = time.perf_counter()
-    body = arrived_body(request, ctx.max_body_bytes)  # read_body's first step, not awaited
+    body = arrived_body(request, ctx.max_body_bytes)  # read_body, its first step not awaited
     if body is None:
-        body = await read_body(request, ctx.max_body_bytes)
+        body = await _read_arriving(request, ctx.max_body_bytes)
     ref, bucket_id, duration_ms = ctx.parse(json_of(body))
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
