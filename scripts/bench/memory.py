@@ -4,10 +4,10 @@ Samples: per latency profile, N buckets fed through the project's own ingest (tr
 XADDed round-robin over the buckets, as interleaved traffic arrives, then drained by an
 `Ingestor`: each call of 500 events carries 500/N samples per bucket, 1-2 at the default
 N = 300): 1,200 samples each, so the rings are full and have wrapped; MEMORY USAGE
-(SAMPLES 0: exact) of each ring, summed, over the samples held. One more row: rings still filling (500 samples). Trace IDs: M dedup keys
-with the ingest's name layout (`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY USAGE of
-each, and the change in INFO used_memory, which also counts the expires-table entry
-(noisy on a shared server).
+(SAMPLES 0: exact) of each ring, summed, over the samples held. One more row: rings still
+filling (500 samples). Trace IDs: M dedup keys with the ingest's name layout
+(`<p>seen:{svc|ep}:<32 hex>`, SET NX EX), MEMORY USAGE of each, and the change in INFO
+used_memory, which also counts the expires-table entry (noisy on a shared server).
 
     .venv/bin/python -m scripts.bench.memory [--buckets 300] [--traces 100000] [--smoke]
 """
