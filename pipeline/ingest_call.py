@@ -10,7 +10,7 @@ of ingest's Python time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -27,7 +27,7 @@ from pipeline.stats import Baseline
 if TYPE_CHECKING:
     from pipeline.ingest import IngestParams
 
-INGEST_LUA = (Path(__file__).parent / "ingest.lua").read_text()
+INGEST_LUA = files("pipeline").joinpath("ingest.lua").read_text(encoding="utf-8")
 # Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
 # with more live buckets than this rebuilds the names now and then, nothing worse.
 MAX_MEMO_BUCKETS = 50_000

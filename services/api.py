@@ -22,7 +22,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,6 +45,7 @@ from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
+import schemas
 from services.checks import CheckParser, json_of, string_field
 from services.config import Settings
 from services.health import Health
@@ -55,7 +55,6 @@ from services.views import baseline_json, bucket_json, threshold_json
 
 log = logging.getLogger(__name__)
 
-OPENAPI_PATH = Path(__file__).resolve().parent.parent / "schemas" / "openapi.yaml"
 MAX_BATCH = 1000
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 READY_TIMEOUT_S = 1.0
@@ -371,7 +370,7 @@ async def metrics_handler(ctx: Ctx, request: web.BaseRequest) -> web.Response:
 
 
 def load_openapi() -> dict[str, Any]:
-    return yaml.safe_load(OPENAPI_PATH.read_text(encoding="utf-8"))
+    return yaml.safe_load(schemas.read_text("openapi.yaml"))
 
 
 async def openapi(ctx: Ctx, request: web.BaseRequest) -> web.Response:
@@ -403,7 +402,7 @@ class Api:
 
     def __init__(self, settings: Settings, redis: Redis, metrics: Metrics,
                  baselines: BaselineStore | None = None, health: Health | None = None) -> None:
-        baselines = baselines or BaselineStore(redis, settings.keys(), settings.api.cache_ttl_s)
+        baselines = baselines or BaselineStore(redis, settings.keys(), settings.api_cache_ttl_s())
         self.ctx = Ctx(settings, redis, metrics, baselines, health or Health())
         self.dispatch = Dispatch(self.ctx, self.ctx.token, ROUTES)
 
