@@ -2,21 +2,27 @@
 # One image for every role: `docker run IMAGE <command>` with command run, tempo-source,
 # ingest, recompute, api, inspect, ... (see `tempo-anomaly --help`).
 
-# --- build: dependencies into a virtualenv (all of them ship manylinux wheels) ---------
+# --- build: the locked dependencies, then the project's wheel, into a virtualenv ---------
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
- && pip install -r requirements.txt
+# Dependencies first, from the committed lock alone (exact versions, hashes checked), so a
+# code change reuses this layer and an upstream release cannot change the image.
+COPY requirements/run.lock requirements/run.lock
+RUN pip install --require-hashes -r requirements/run.lock
+# The product as a wheel, built with the locked setuptools: package data included.
+COPY pyproject.toml README.md ./
+COPY pipeline/ pipeline/
+COPY services/ services/
+COPY schemas/ schemas/
+RUN pip wheel --no-deps --no-build-isolation -w /dist . \
+ && pip install --no-deps /dist/*.whl
 
-# --- runtime: the venv and the source, no build tools, non-root ------------------------
+# --- runtime: the venv alone, no build tools, non-root ----------------------------------
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TLA_API_HOST=0.0.0.0 \
@@ -26,14 +32,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 tla \
  && useradd --system --uid 10001 --gid tla --home-dir /app --shell /usr/sbin/nologin tla \
  && mkdir -p /var/lib/tempo-anomaly && chown tla:tla /var/lib/tempo-anomaly
+# The venv holds everything: the product is an installed package, no source tree beside it.
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# The source runs from /app (PYTHONPATH): the API serves schemas/openapi.yaml next to it.
-COPY pipeline/ /app/pipeline/
-COPY services/ /app/services/
-COPY schemas/ /app/schemas/
-RUN printf '#!/bin/sh\nexec python -m services.cli "$@"\n' > /usr/local/bin/tempo-anomaly \
- && chmod 0755 /usr/local/bin/tempo-anomaly
 USER tla
 EXPOSE 8080 9464
 # /healthz on the metrics listener (every role) or the API port when it is turned off.

@@ -12,13 +12,16 @@ if [ ! -x "$ROOT/.venv/bin/python" ]; then
   echo "bootstrap: creating $ROOT/.venv" >&2
   "$PY" -m venv "$ROOT/.venv"
 fi
-spec="$ROOT"
-[ "${1:-}" = "test" ] && spec="$ROOT[test]"
+# Dependencies from the committed lock (exact versions, hashes checked), then the project
+# itself, built with the locked setuptools: nothing unpinned is installed.
+lock="$ROOT/requirements/run.lock"
+[ "${1:-}" = "test" ] && lock="$ROOT/requirements/test.lock"
 stamp="$ROOT/.venv/.installed-${1:-run}"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "bootstrap: installing dependencies into .venv (first run takes a minute)" >&2
-  "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec"
+if [ ! -f "$stamp" ] || [ "$lock" -nt "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  echo "bootstrap: installing dependencies into .venv from ${lock#$ROOT/} (first run takes a minute)" >&2
+  pip=("$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+  "${pip[@]}" --require-hashes -r "$lock"
+  "${pip[@]}" --no-deps --no-build-isolation -e "$ROOT"
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
