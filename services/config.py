@@ -26,6 +26,12 @@ from pipeline.rule import RuleParams
 
 ENV_PREFIX = "TLA_"
 
+# Defaults of settings that are derived from another one when left unset (None), so that a
+# default never conflicts with a value the user set for the other setting.
+MIN_SAMPLES_DEFAULT = 50  # capped at rule.window_size: a bucket never holds more samples
+MAX_CATCHUP_DEFAULT_S = 6 * 3600  # raised to tempo.lookback_s: one cycle searches that far
+CACHE_TTL_DEFAULT_S = 5.0  # capped at recompute.interval_s: no staler than one window
+
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
@@ -36,7 +42,8 @@ class RedisSettings:
 class RuleSettings:
     factor: float = 2.0
     k: float = 10.0
-    min_samples: int = 50
+    # Fewer samples: never an anomaly. Unset: 50, or window_size if that is smaller.
+    min_samples: int | None = None
     window_size: int = 1000
     floor_ms: float = 1.0
 
@@ -56,13 +63,21 @@ class TempoSettings:
     timeout_s: float = 10.0
     verify_tls: bool = True
     ca_file: str | None = None
-    max_catchup_s: int = 6 * 3600
+    # After an outage, catch up at most this far back. Unset: 6 h, or lookback_s if longer.
+    max_catchup_s: int | None = None
     # Bisecting a truncated search stops at this window (seconds).
     min_window_s: int = 1
     # Single-poller lease: a standby takes over within about this long after the leader dies.
     lease_ttl_s: float = 10.0
     # Newest seconds Tempo hides (3.x `query_end_cutoff`); unset: 30 on 3.x, 0 on 2.x.
     end_cutoff_s: float | None = None
+
+    @property
+    def catchup_s(self) -> int:
+        """`max_catchup_s`, or its default derived from `lookback_s`."""
+        if self.max_catchup_s is not None:
+            return self.max_catchup_s
+        return max(MAX_CATCHUP_DEFAULT_S, self.lookback_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +111,8 @@ class ApiSettings:
     port: int = 8080
     token: str | None = None
     max_body_bytes: int = 1024 * 1024
-    cache_ttl_s: float = 5.0
+    # In-process baseline cache lifetime. Unset: 5 s, or recompute.interval_s if shorter.
+    cache_ttl_s: float | None = None
     url: str | None = None  # where `check`/`baseline` find the API; default from host/port
 
 
@@ -147,9 +163,20 @@ class Settings:
     def keys(self) -> Keys:
         return Keys(self.key_prefix)
 
+    def min_samples(self) -> int:
+        """`rule.min_samples`, or its default derived from `rule.window_size`."""
+        r = self.rule
+        return r.min_samples if r.min_samples is not None else min(MIN_SAMPLES_DEFAULT,
+                                                                   r.window_size)
+
+    def api_cache_ttl_s(self) -> float:
+        """`api.cache_ttl_s`, or its default derived from `recompute.interval_s`."""
+        ttl = self.api.cache_ttl_s
+        return ttl if ttl is not None else min(CACHE_TTL_DEFAULT_S, self.recompute.interval_s)
+
     def rule_params(self) -> RuleParams:
         r = self.rule
-        return RuleParams(r.factor, r.k, r.min_samples, r.floor_ms)
+        return RuleParams(r.factor, r.k, self.min_samples(), r.floor_ms)
 
     def ingest_params(self) -> IngestParams:
         i = self.ingest
@@ -262,7 +289,7 @@ def validate(s: Settings) -> None:
     load_zone(s.timezone)
     Keys(s.key_prefix)
     for label, value in (
-        ("TLA_RULE_FACTOR", s.rule.factor), ("TLA_RULE_MIN_SAMPLES", s.rule.min_samples),
+        ("TLA_RULE_FACTOR", s.rule.factor), ("TLA_RULE_MIN_SAMPLES", s.min_samples()),
         ("TLA_RULE_WINDOW_SIZE", s.rule.window_size), ("TLA_TEMPO_INTERVAL_S", s.tempo.interval_s),
         ("TLA_TEMPO_LOOKBACK_S", s.tempo.lookback_s), ("TLA_TEMPO_LIMIT", s.tempo.limit),
         ("TLA_TEMPO_TIMEOUT_S", s.tempo.timeout_s), ("TLA_INGEST_BATCH_SIZE", s.ingest.batch_size),
@@ -278,13 +305,8 @@ def validate(s: Settings) -> None:
     _positive("TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE", s.ingest.max_endpoints_per_service,
               strict=False)
     _positive("TLA_INGEST_MAX_SERVICES", s.ingest.max_services, strict=False)
-    if s.recompute.claim_idle_s is not None and s.recompute.claim_idle_s <= s.recompute.interval_s:
-        raise ConfigError(
-            "TLA_RECOMPUTE_CLAIM_IDLE_S must exceed TLA_RECOMPUTE_INTERVAL_S: a live agent "
-            "holds the open window's marks that long"
-        )
     for label, value in (("TLA_RULE_K", s.rule.k), ("TLA_RULE_FLOOR_MS", s.rule.floor_ms),
-                         ("TLA_API_CACHE_TTL_S", s.api.cache_ttl_s)):
+                         ("TLA_API_CACHE_TTL_S", s.api_cache_ttl_s())):
         _positive(label, value, strict=False)
     if s.rule.window_size > 100_000:
         raise ConfigError("TLA_RULE_WINDOW_SIZE above 100000 makes every recompute slow")
@@ -295,8 +317,7 @@ def validate(s: Settings) -> None:
     if not 0 <= s.metrics.port < 65536:
         raise ConfigError(f"TLA_METRICS_PORT must be 0 (off) or 1-65535, got {s.metrics.port}")
     _positive("TLA_METRICS_OBSERVE_INTERVAL_S", s.metrics.observe_interval_s, strict=False)
-    if s.api.cache_ttl_s > s.recompute.interval_s:
-        raise ConfigError("TLA_API_CACHE_TTL_S must not exceed TLA_RECOMPUTE_INTERVAL_S")
+    _check_pairs(s)
     if s.log.format not in ("kv", "json"):
         raise ConfigError(f"TLA_LOG_FORMAT must be 'kv' or 'json', got {s.log.format!r}")
     if s.redis.url and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
@@ -305,3 +326,29 @@ def validate(s: Settings) -> None:
         raise ConfigError("TLA_TEMPO_URL must start with http:// or https://")
     if (s.tempo.user is None) != (s.tempo.password is None):
         raise ConfigError("set both TLA_TEMPO_USER and TLA_TEMPO_PASSWORD for basic auth")
+
+
+def _check_pairs(s: Settings) -> None:
+    """Settings that bound each other. A derived default always fits the setting it is
+    derived from, so only a value the user set can fail here; the message names both."""
+    r, t, w = s.rule, s.tempo, s.recompute.interval_s
+    if r.min_samples is not None and r.min_samples > r.window_size:
+        raise ConfigError(
+            f"TLA_RULE_MIN_SAMPLES ({r.min_samples}) must not exceed TLA_RULE_WINDOW_SIZE "
+            f"({r.window_size}): a bucket keeps only that many samples, so it would never judge"
+        )
+    if t.max_catchup_s is not None and t.max_catchup_s < t.lookback_s:
+        raise ConfigError(
+            f"TLA_TEMPO_MAX_CATCHUP_S ({t.max_catchup_s}) must be >= TLA_TEMPO_LOOKBACK_S "
+            f"({t.lookback_s}): every poll looks back that far"
+        )
+    if s.api.cache_ttl_s is not None and s.api.cache_ttl_s > w:
+        raise ConfigError(
+            f"TLA_API_CACHE_TTL_S ({s.api.cache_ttl_s:g}) must not exceed "
+            f"TLA_RECOMPUTE_INTERVAL_S ({w}): a cached baseline would outlive its window"
+        )
+    if s.recompute.claim_idle_s is not None and s.recompute.claim_idle_s <= w:
+        raise ConfigError(
+            f"TLA_RECOMPUTE_CLAIM_IDLE_S ({s.recompute.claim_idle_s:g}) must exceed "
+            f"TLA_RECOMPUTE_INTERVAL_S ({w}): a live agent holds the open window's marks that long"
+        )

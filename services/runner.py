@@ -102,6 +102,11 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
             rt.redis, s.keys(), s.recompute_params(), rt.metrics, consumer_name(s, "recompute")
         ).run
     if "api" in roles:
+        if s.metrics.port == s.api.port:
+            raise ConfigError(
+                f"TLA_METRICS_PORT and TLA_API_PORT are both {s.api.port}: the api process "
+                "serves /metrics on its own port too; set TLA_METRICS_PORT=0 or another port"
+            )
         stages["api"] = lambda stop: serve_api(rt, stop)
     if "api" in roles or s.metrics.port:
         from services.observer import MetricsStage

@@ -59,7 +59,7 @@ def plan_poll(now_s: float, watermark: int | None, t: TempoSettings, cutoff_s: f
     traces that were not yet searchable when the previous cycle ran."""
     end = int(now_s - cutoff_s)
     start = (end if watermark is None else min(end, watermark)) - t.lookback_s
-    floor = end - t.max_catchup_s
+    floor = end - t.catchup_s
     return PollPlan(chunks(max(start, floor), end, t.lookback_s), max(0, floor - start))
 
 
@@ -74,7 +74,7 @@ def validate_tempo(t: TempoSettings) -> None:
         raise ConfigError("TLA_TEMPO_INTERVAL_S and TLA_TEMPO_TIMEOUT_S must be > 0")
     if not 0 <= t.spss <= 100:
         raise ConfigError(f"TLA_TEMPO_SPSS must be 0-100 (Tempo's default cap), got {t.spss}")
-    if t.max_catchup_s < t.lookback_s:
+    if t.catchup_s < t.lookback_s:
         raise ConfigError("TLA_TEMPO_MAX_CATCHUP_S must be >= TLA_TEMPO_LOOKBACK_S")
     if t.lease_ttl_s < 1:
         raise ConfigError(f"TLA_TEMPO_LEASE_TTL_S must be >= 1, got {t.lease_ttl_s}")
@@ -203,7 +203,7 @@ class TempoSource:
         halt.set()
 
     async def _warm_cache(self) -> None:
-        since_s = self.clock() - self.tempo.lookback_s - self.tempo.max_catchup_s
+        since_s = self.clock() - self.tempo.lookback_s - self.tempo.catchup_s
         n = await remember_published(self.redis, self.keys, self.harvester.recent,
                                      int(max(0, since_s) * 1000))
         if n:

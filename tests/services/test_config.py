@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,8 @@ EXAMPLE = Path(__file__).parents[2] / "compose" / "tempo-anomaly.example.yaml"
 
 def test_defaults_are_the_seed_defaults() -> None:
     s = Settings.load(env={})
-    assert (s.rule.factor, s.rule.k, s.rule.min_samples, s.rule.window_size) == (2.0, 10, 50, 1000)
+    assert (s.rule.factor, s.rule.k, s.min_samples(), s.rule.window_size) == (2.0, 10, 50, 1000)
+    assert (s.api_cache_ttl_s(), s.tempo.catchup_s) == (5.0, 6 * 3600)
     assert (s.tempo.interval_s, s.tempo.lookback_s, s.recompute.interval_s) == (15, 120, 30)
     assert (s.timezone, s.key_prefix, s.redis.url, s.tempo.url) == ("Asia/Taipei", "tla:", None, None)
     assert (s.api.host, s.api.port, s.api.token) == ("127.0.0.1", 8080, None)
@@ -77,3 +79,69 @@ def test_yaml_typos_and_bad_files_are_errors(tmp_path: Path) -> None:
 
 def test_empty_env_value_unsets_an_optional_setting() -> None:
     assert Settings.load(env={"TLA_REDIS_URL": ""}).redis.url is None
+
+
+# Each pair: (setting changed alone, the default derived from it, a value of the dependent
+# setting that conflicts with the change when set explicitly, both variable names).
+PAIRS = [
+    ({"TLA_RECOMPUTE_INTERVAL_S": "2"}, lambda s: s.api_cache_ttl_s() == 2.0,
+     {"TLA_API_CACHE_TTL_S": "3"}, ("TLA_API_CACHE_TTL_S", "TLA_RECOMPUTE_INTERVAL_S")),
+    ({"TLA_RECOMPUTE_INTERVAL_S": "2"}, lambda s: s.recompute_params().claim_idle_ms == 19_000,
+     {"TLA_RECOMPUTE_CLAIM_IDLE_S": "2"},
+     ("TLA_RECOMPUTE_CLAIM_IDLE_S", "TLA_RECOMPUTE_INTERVAL_S")),
+    ({"TLA_RULE_WINDOW_SIZE": "20"}, lambda s: s.rule_params().min_samples == 20,
+     {"TLA_RULE_MIN_SAMPLES": "21"}, ("TLA_RULE_MIN_SAMPLES", "TLA_RULE_WINDOW_SIZE")),
+    ({"TLA_TEMPO_LOOKBACK_S": "30000"}, lambda s: s.tempo.catchup_s == 30000,
+     {"TLA_TEMPO_MAX_CATCHUP_S": "21600"}, ("TLA_TEMPO_MAX_CATCHUP_S", "TLA_TEMPO_LOOKBACK_S")),
+]
+
+
+@pytest.mark.parametrize(("change", "derived", "conflict", "names"), PAIRS)
+def test_a_default_follows_the_setting_it_depends_on(change, derived, conflict, names) -> None:
+    assert derived(Settings.load(env=change))
+    # Through the example file too: its derived keys are null, so they stay derived.
+    assert derived(Settings.load(EXAMPLE, env=change))
+
+
+@pytest.mark.parametrize(("change", "derived", "conflict", "names"), PAIRS)
+def test_only_two_explicit_values_conflict_and_both_are_named(change, derived, conflict,
+                                                              names) -> None:
+    with pytest.raises(ConfigError) as e:
+        Settings.load(env={**change, **conflict})
+    assert all(name in str(e.value) for name in names)
+
+
+def test_the_defaults_hold_with_every_setting_changed_alone() -> None:
+    """Each numeric setting set alone to a small or a large valid value never trips
+    another setting's default (the trap the pairs above guard, checked for all)."""
+    base = Settings.load(env={})
+    for section in ("rule", "tempo", "ingest", "recompute", "api", "metrics"):
+        for f in dataclasses.fields(getattr(base, section)):
+            if f.type not in ("int", "float", "int | None", "float | None"):
+                continue
+            var = f"TLA_{section.upper()}_{f.name.upper()}"
+            for value in ("1", "100000"):
+                if var in LIMITED:
+                    value = LIMITED[var].get(value, value)
+                Settings.load(env={var: value})
+
+
+# Settings with their own bounds: the value tried instead of 1 / 100000.
+LIMITED = {
+    "TLA_INGEST_BATCH_SIZE": {"100000": "2000"},
+    "TLA_API_PORT": {"100000": "65535"},
+    "TLA_METRICS_PORT": {"100000": "65535"},
+    "TLA_RECOMPUTE_CLAIM_IDLE_S": {"1": "31"},
+    "TLA_TEMPO_MAX_CATCHUP_S": {"1": "120"},
+    "TLA_API_CACHE_TTL_S": {"100000": "30"},
+    "TLA_RULE_MIN_SAMPLES": {"100000": "1000"},
+}
+
+
+def test_the_api_role_refuses_its_own_port_as_the_metrics_port() -> None:
+    from services.runner import Runtime, build_stages
+
+    s = Settings.load(env={"TLA_METRICS_PORT": "8080"})
+    rt = Runtime(s, None, "redis://x", None, None, None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="TLA_METRICS_PORT and TLA_API_PORT"):
+        build_stages(rt, ["api"])
