@@ -1,10 +1,18 @@
-"""Time buckets: hour of day (0-23) in an IANA zone and weekday/weekend, from a unix-ns start."""
+"""Buckets: hour of day (0-23) in an IANA zone and weekday/weekend, and the bucket ids.
+
+A bucket id names (service, endpoint, hour, day type): `{checkout|POST /pay}:14:weekday`.
+Names are percent-escaped for `% { } | :` and control characters, which keeps the
+`{svc|ep}` part (the Redis Cluster hash tag of every key of the endpoint) unambiguous and
+the id splittable.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
@@ -14,6 +22,14 @@ DAY_TYPES: tuple[DayType, ...] = ("weekday", "weekend")
 NS_PER_S = 1_000_000_000
 # Saturday and Sunday, as datetime.weekday() numbers them.
 WEEKEND_DAYS = frozenset({5, 6})
+
+# Limits on names (characters, before escaping). Real service names are short; endpoint
+# names carry a method and a route template. Longer ones are almost always raw URLs with
+# IDs in them, which would explode the number of buckets, so they are rejected.
+MAX_SERVICE_CHARS = 128
+MAX_ENDPOINT_CHARS = 256
+_ESCAPED = re.compile(r"[%{}|:\x00-\x1f\x7f]")
+_BUCKET_ID = re.compile(r"^\{([^{}|]*)\|([^{}|]*)\}:(\d{1,2}):(weekday|weekend)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,3 +117,33 @@ def parse_day_type(value: str) -> DayType:
     if value == "weekend":
         return "weekend"
     raise ValueError(f"dayType must be 'weekday' or 'weekend', not {value!r}")
+
+
+def escape(name: str) -> str:
+    """Percent-escape the characters that would break the hash tag or the id layout."""
+    return _ESCAPED.sub(lambda m: f"%{ord(m.group()):02X}", name)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRef:
+    """One baseline bucket: (service, endpoint, hour, day type)."""
+
+    service: str
+    endpoint: str
+    bucket: TimeBucket
+
+    @property
+    def tag(self) -> str:
+        return f"{{{escape(self.service)}|{escape(self.endpoint)}}}"
+
+    @property
+    def id(self) -> str:
+        return f"{self.tag}:{self.bucket.hour}:{self.bucket.day_type}"
+
+    @classmethod
+    def parse(cls, bucket_id: str) -> BucketRef:
+        m = _BUCKET_ID.fullmatch(bucket_id)
+        if m is None or not 0 <= int(m.group(3)) <= 23:
+            raise ValueError(f"not a bucket id: {bucket_id!r}")
+        bucket = TimeBucket(int(m.group(3)), parse_day_type(m.group(4)))
+        return cls(unquote(m.group(1)), unquote(m.group(2)), bucket)

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from pipeline.buckets import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
 from pipeline.errors import InvalidEvent
-from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
 
 # Start times outside [2000-01-01, 2100-01-01) are clock bugs or unit mistakes (ms, us).
 MIN_START_NS = 946_684_800 * 1_000_000_000

@@ -1,61 +1,17 @@
 """Every Redis name the project uses: streams, groups and the per-bucket keys (DESIGN §3-4).
 
-All keys of one (service, endpoint) share the hash tag `{svc|ep}`, so one Lua call can
-touch them atomically and a Redis Cluster spreads endpoints over shards. Names are
-percent-escaped for `% { } | :` and control characters, which keeps the tag unambiguous
-and the bucket id splittable: `{checkout|POST /pay}:14:weekday`.
+All keys of one (service, endpoint) share the hash tag `{svc|ep}` of its bucket ids
+(`pipeline.buckets.BucketRef`), so one Lua call can touch them atomically and a Redis
+Cluster spreads endpoints over shards.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from urllib.parse import unquote
-
-from pipeline.buckets import TimeBucket, parse_day_type
+from pipeline.buckets import escape
 from pipeline.errors import ConfigError
 
 INGEST_GROUP = "ingest"
 RECOMPUTE_GROUP = "recompute"
-
-# Limits on names (characters, before escaping). Real service names are short; endpoint
-# names carry a method and a route template. Longer ones are almost always raw URLs with
-# IDs in them, which would explode the number of buckets, so they are rejected.
-MAX_SERVICE_CHARS = 128
-MAX_ENDPOINT_CHARS = 256
-
-_ESCAPED = re.compile(r"[%{}|:\x00-\x1f\x7f]")
-_BUCKET_ID = re.compile(r"^\{([^{}|]*)\|([^{}|]*)\}:(\d{1,2}):(weekday|weekend)$")
-
-
-def escape(name: str) -> str:
-    """Percent-escape the characters that would break the hash tag or the id layout."""
-    return _ESCAPED.sub(lambda m: f"%{ord(m.group()):02X}", name)
-
-
-@dataclass(frozen=True, slots=True)
-class BucketRef:
-    """One baseline bucket: (service, endpoint, hour, day type)."""
-
-    service: str
-    endpoint: str
-    bucket: TimeBucket
-
-    @property
-    def tag(self) -> str:
-        return f"{{{escape(self.service)}|{escape(self.endpoint)}}}"
-
-    @property
-    def id(self) -> str:
-        return f"{self.tag}:{self.bucket.hour}:{self.bucket.day_type}"
-
-    @classmethod
-    def parse(cls, bucket_id: str) -> BucketRef:
-        m = _BUCKET_ID.fullmatch(bucket_id)
-        if m is None or not 0 <= int(m.group(3)) <= 23:
-            raise ValueError(f"not a bucket id: {bucket_id!r}")
-        bucket = TimeBucket(int(m.group(3)), parse_day_type(m.group(4)))
-        return cls(unquote(m.group(1)), unquote(m.group(2)), bucket)
 
 
 class Keys:

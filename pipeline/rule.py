@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.keys import BucketRef
+from pipeline.buckets import BucketRef
 from pipeline.stats import Baseline
 
 Status = Literal["anomaly", "normal", "no_baseline", "insufficient_samples"]

@@ -33,8 +33,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+import schemas
 from pipeline.baselines import BaselineStore, Miss
 from pipeline.buckets import (
+    MAX_ENDPOINT_CHARS,
+    MAX_SERVICE_CHARS,
+    BucketRef,
     TimeBucket,
     ZoneBuckets,
     bucket_of,
@@ -42,10 +46,8 @@ from pipeline.buckets import (
     parse_day_type,
 )
 from pipeline.errors import InvalidEvent, StoreUnavailable
-from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams, threshold_of
-import schemas
 from services.checks import CheckParser, json_of, string_field
 from services.config import Settings
 from services.health import Health

@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from pipeline.buckets import SLOT_NS, TimeBucket, ZoneBuckets, bucket_of
+from pipeline.buckets import (
+    MAX_ENDPOINT_CHARS,
+    MAX_SERVICE_CHARS,
+    SLOT_NS,
+    BucketRef,
+    TimeBucket,
+    ZoneBuckets,
+    bucket_of,
+)
 from pipeline.errors import InvalidEvent
 from pipeline.events import (
     MAX_DURATION_MS,
@@ -25,7 +33,6 @@ from pipeline.events import (
     check_name,
     check_start_ns,
 )
-from pipeline.keys import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS, BucketRef
 
 # (service, endpoint, 15-minute slot)s remembered; past this the memo starts over. Checks
 # arrive within minutes of their traces, so the live set is about one or two slots per

@@ -12,9 +12,8 @@ import httpx
 import orjson
 
 from pipeline import samples as stored_samples
-from pipeline.buckets import TimeBucket, bucket_of, load_zone
+from pipeline.buckets import BucketRef, TimeBucket, bucket_of, load_zone
 from pipeline.errors import ConfigError
-from pipeline.keys import BucketRef
 from pipeline.rule import where
 from services import runner
 from services.config import Settings

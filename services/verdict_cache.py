@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from pipeline.keys import BucketRef
+from pipeline.buckets import BucketRef
 from pipeline.metrics import StatusCounter
 from pipeline.rule import RuleParams, evaluate, explain_threshold, ms, where
 from pipeline.stats import Baseline

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pipeline.keys import BucketRef
+from pipeline.buckets import BucketRef
 from pipeline.rule import RuleParams, Threshold, Verdict
 from pipeline.stats import Baseline
 

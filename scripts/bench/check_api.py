@@ -41,8 +41,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from pipeline.buckets import bucket_of
-from pipeline.keys import BucketRef, Keys
+from pipeline.buckets import BucketRef, bucket_of
+from pipeline.keys import Keys
 from pipeline.stats import Baseline
 from scripts.bench import common
 from services.redis_client import connect

@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 from pipeline import samples as rings
 from pipeline import streams
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import TimeBucket, load_zone
+from pipeline.buckets import BucketRef, TimeBucket, load_zone
 from pipeline.ingest import Ingestor, IngestParams
-from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams
 from scripts.bench import common

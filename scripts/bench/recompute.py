@@ -21,10 +21,11 @@ import numpy as np
 from redis.asyncio import Redis
 
 from pipeline import samples, streams
-from pipeline.buckets import DayType, TimeBucket
-from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
+from pipeline.buckets import BucketRef, DayType, TimeBucket
+from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.recompute import CHUNK_BUCKETS, RecomputeParams, Recomputer
+from pipeline.recompute import RecomputeParams, Recomputer
+from pipeline.recompute.stage import CHUNK_BUCKETS
 from scripts.bench import common
 from services.redis_client import connect
 

@@ -6,14 +6,6 @@ install for real)."""
 from __future__ import annotations
 
 import fnmatch
-import os
-import shutil
-import subprocess
-import sys
-import tomllib
-from pathlib import Path
-
-import pytest
 
 from tests.ops.conftest import ROOT
 

@@ -21,7 +21,7 @@ from tests.ops.conftest import ROOT, free_port
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # What the product reads at run time, as package data.
-DATA_FILES = {"pipeline/ingest.lua", "schemas/openapi.yaml", "schemas/streams.schema.json",
+DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua", "schemas/openapi.yaml", "schemas/streams.schema.json",
               "schemas/trace_event.schema.json"}
 START_S = 30.0
 
@@ -62,7 +62,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def test_the_installed_package_reads_its_data_from_site_packages(installed: Path) -> None:
-    probe = ("import services, pipeline.ingest_call as i, services.api as a\n"
+    probe = ("import services, pipeline.ingest.batch as i, services.api as a\n"
              "assert 'site-packages' in services.__file__, services.__file__\n"
              "assert a.load_openapi()['openapi'].startswith('3') and 'KEYS' in i.INGEST_LUA\n")
     run(installed / "bin" / "python", "-c", probe, cwd=installed.parent, timeout_s=60)

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import ZoneBuckets, bucket_of, load_zone
+from pipeline.buckets import BucketRef, ZoneBuckets, bucket_of, load_zone
 from pipeline.errors import StoreUnavailable
-from pipeline.keys import BucketRef, Keys
+from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.recompute import RecomputeParams, Recomputer
 from pipeline.samples import encode

@@ -10,9 +10,9 @@ from redis.asyncio import Redis
 
 from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import bucket_of, load_zone
+from pipeline.buckets import BucketRef, bucket_of, load_zone
 from pipeline.ingest import Ingestor, IngestParams
-from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.rule import RuleParams
 from pipeline.stats import Baseline

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.buckets import TimeBucket
+from pipeline.buckets import BucketRef, TimeBucket, escape
 from pipeline.errors import ConfigError
-from pipeline.keys import BucketRef, Keys, escape
+from pipeline.keys import Keys
 
 
 def test_layout_matches_design() -> None:

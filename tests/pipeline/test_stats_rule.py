@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.buckets import TimeBucket
-from pipeline.keys import BucketRef
+from pipeline.buckets import BucketRef, TimeBucket
 from pipeline.rule import RuleParams, evaluate, judged_threshold, ms, threshold_of
 from pipeline.stats import Baseline, compute_baseline
 

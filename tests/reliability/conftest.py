@@ -23,9 +23,9 @@ from redis.asyncio import Redis
 
 from pipeline import samples
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import bucket_of, load_zone
+from pipeline.buckets import BucketRef, bucket_of, load_zone
 from pipeline.ingest import Ingestor
-from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from services.config import Settings
 from tests.conftest import REDIS_URL

@@ -7,8 +7,8 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from pipeline.buckets import bucket_of
-from pipeline.keys import INGEST_GROUP, BucketRef
+from pipeline.buckets import BucketRef, bucket_of
+from pipeline.keys import INGEST_GROUP
 from pipeline.metrics import Metrics
 from tests.reliability.conftest import (
     BASE_NS,

@@ -12,7 +12,12 @@ import redis as sync_redis
 
 from pipeline.keys import Keys
 from tests.reliability.conftest import (
-    BASE_NS, Truth, free_port, group_state, report, wait_until,
+    BASE_NS,
+    Truth,
+    free_port,
+    group_state,
+    report,
+    wait_until,
 )
 
 PER_SIDE = 1500  # traces produced before the kill, and again around the restart

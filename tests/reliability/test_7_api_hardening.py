@@ -41,10 +41,13 @@ def _get(url: str, **kw: object) -> int:
 @pytest.mark.slow
 def test_schemathesis_finds_no_server_error(api_url: str) -> None:
     st = Path(sys.executable).with_name("schemathesis")
+    # One worker: hypothesis parses lambdas with ast.parse, which on CPython 3.11 can fail
+    # spuriously when two threads do it at once ("AST constructor recursion depth
+    # mismatch", python/cpython#106905); the run then errors without finding anything.
     done = subprocess.run(
         [str(st), "run", str(ROOT / "schemas" / "openapi.yaml"), "--url", api_url,
          "-H", f"Authorization: Bearer {TOKEN}", "--checks", CHECKS,
-         "--phases", "examples,fuzzing", "--max-examples", "40", "--workers", "2",
+         "--phases", "examples,fuzzing", "--max-examples", "40", "--workers", "1",
          "--seed", "7", "--no-color"],
         capture_output=True, text=True, timeout=240,
     )

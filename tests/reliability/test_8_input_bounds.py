@@ -9,7 +9,8 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.keys import INGEST_GROUP, MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
+from pipeline.buckets import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
+from pipeline.keys import INGEST_GROUP
 from pipeline.metrics import Metrics
 from tests.reliability.conftest import BASE_NS, Truth, drain, make_ingestor, report
 

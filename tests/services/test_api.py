@@ -16,8 +16,8 @@ from aiohttp import StreamReader
 from aiohttp.test_utils import RawTestServer, TestClient
 from redis.asyncio import Redis
 
-from pipeline.buckets import bucket_of, load_zone
-from pipeline.keys import BucketRef, Keys
+from pipeline.buckets import BucketRef, bucket_of, load_zone
+from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.stats import Baseline
 from services.api import Api, load_openapi

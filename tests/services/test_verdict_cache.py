@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from pipeline.buckets import TimeBucket
-from pipeline.keys import BucketRef
+from pipeline.buckets import BucketRef, TimeBucket
 from pipeline.metrics import StatusCounter
 from pipeline.rule import RuleParams, evaluate
 from pipeline.stats import Baseline

@@ -2,7 +2,7 @@
 
 Each batch is read with XREADGROUP, validated entry by entry (a bad entry is dead-lettered
 with its reason and acked, never blocking the rest), then applied in one Lua call
-(pipeline/ingest.lua) that dedups, pushes, trims, marks dirty and acks atomically.
+(pipeline/ingest/ingest.lua) that dedups, pushes, trims, marks dirty and acks atomically.
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
 from redis.exceptions import NoScriptError, ResponseError
+from redis.typing import EncodableT, FieldT
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
+from pipeline.buckets import BucketRef
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
-from pipeline.ingest_call import BucketKeys, IngestCall, Item
-from pipeline.keys import INGEST_GROUP, BucketRef, Keys
+from pipeline.ingest.batch import BucketKeys, IngestCall, Item
+from pipeline.ingest.params import IngestParams
+from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.rule import RuleParams
@@ -34,30 +36,6 @@ DEAD_VALUE_BYTES = 1024
 DEAD_MAX_FIELDS = 32
 # A service at its endpoint cap logs once per this many seconds, not once per event.
 CAP_LOG_EVERY_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class IngestParams:
-    batch_size: int = 500
-    block_ms: int = 1000  # how long one XREADGROUP waits; bounds shutdown latency too
-    seen_ttl_s: int = 900  # dedup memory: longer than Tempo's lookback plus catch-up
-    bucket_ttl_s: int = 14 * 86400  # > 7 days, or weekend buckets would vanish mid-week
-    window_size: int = 1000
-    window_s: int = 30  # the recompute window the dirty marks belong to
-    claim_idle_ms: int = 60_000
-    claim_every_s: float = 10.0
-    max_deliveries: int = 5
-    trim_every_s: float = 10.0  # also how often group lag is measured
-    # Endpoints one service may track (0: no cap). Names with IDs in them would otherwise
-    # create buckets without bound; idle endpoints free their slot after bucket_ttl_s.
-    max_endpoints_per_service: int = 2000
-    # Services tracked (0: no cap): a producer that puts pod names or versions in the
-    # service name would otherwise create buckets without bound.
-    max_services: int = 1000
-    # A group this many entries behind (undelivered + pending) gets a loud log line.
-    lag_alert_entries: int = 100_000
-    dead_maxlen: int = 100_000
-    anomalies_maxlen: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)

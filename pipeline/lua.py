@@ -1,4 +1,5 @@
-"""A Lua script called with EVALSHA whose arguments are packed here, not by redis-py.
+"""The one way to call Lua: scripts shipped as package data, called with EVALSHA through
+`PackedScript`, whose arguments are packed here, not by redis-py.
 
 redis-py packs each argument through a generic encoder and re-joins a growing buffer:
 ~2 us per argument, over 5 us per event for ingest's batches of ~2,000 arguments, more
@@ -11,10 +12,18 @@ restart (NOSCRIPT) is loaded and the call repeated once.
 from __future__ import annotations
 
 import hashlib
+from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+
+def read_script(package: str | None, name: str) -> str:
+    """The Lua file `name` shipped beside the modules of `package` (pass `__package__`)."""
+    if not package:
+        raise ValueError("read_script needs the caller's package (__package__)")
+    return files(package).joinpath(name).read_text(encoding="utf-8")
 
 
 class PackedScript:

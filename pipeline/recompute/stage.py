@@ -21,9 +21,10 @@ import numpy as np
 from redis.asyncio import Redis
 
 from pipeline import samples, streams
-from pipeline.keys import RECOMPUTE_GROUP, BucketRef, Keys
+from pipeline.buckets import BucketRef
+from pipeline.keys import RECOMPUTE_GROUP, Keys
+from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics
-from pipeline.packed_script import PackedScript
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.stats import Baseline, baselines_of
 
@@ -34,22 +35,7 @@ READ_COUNT = 1000
 MAX_BLOCK_MS = 1000
 # One call per chunk of baselines, not one command per baseline: with the samples read
 # by one GET each, packing and parsing per-baseline commands was most of a window's time.
-# KEYS: one baseline hash per bucket. ARGV: the TTL, then per bucket p50, p95, mad, count,
-# updated_ms; a count of 0 (the samples expired) deletes the baseline instead.
-STORE_LUA = """
-local ttl = ARGV[1]
-for i = 1, #KEYS do
-  local a = 2 + 5 * (i - 1)
-  if ARGV[a + 3] == '0' then
-    redis.call('DEL', KEYS[i])
-  else
-    redis.call('HSET', KEYS[i], 'p50', ARGV[a], 'p95', ARGV[a + 1], 'mad', ARGV[a + 2],
-               'count', ARGV[a + 3], 'updated_ms', ARGV[a + 4])
-    redis.call('EXPIRE', KEYS[i], ttl)
-  end
-end
-return #KEYS
-"""
+STORE_LUA = read_script(__package__, "store.lua")
 # Buckets per pipeline round trip (~1.6 MB of replies at 1000 samples). Smaller chunks
 # overlap Redis's serialising with our parsing more finely: 100-250 cleared 10k buckets
 # ~10% faster than 500-1000 (scripts/bench/recompute.py).

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from pipeline.packed_script import PackedScript
+from pipeline.lua import PackedScript
 
 pytestmark = pytest.mark.redis
 

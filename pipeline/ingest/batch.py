@@ -1,4 +1,4 @@
-"""One batch as one call of pipeline/ingest.lua: buckets and their key names, flagged events.
+"""One batch as one call of ingest.lua: buckets and their key names, flagged events.
 
 The call's layout is documented at the top of ingest.lua. Per event it carries the seen
 key, the duration and the stream id; per bucket its three keys, id and endpoint; anomaly
@@ -10,24 +10,21 @@ of ingest's Python time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from pipeline.buckets import ZoneBuckets
+from pipeline.buckets import BucketRef, ZoneBuckets
 from pipeline.events import EventParts, TraceEvent, format_ms
-from pipeline.keys import INGEST_GROUP, BucketRef, Keys
-from pipeline.packed_script import PackedScript
+from pipeline.ingest.params import IngestParams
+from pipeline.keys import INGEST_GROUP, Keys
+from pipeline.lua import PackedScript, read_script
 from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
 from pipeline.samples import pack_ms
 from pipeline.stats import Baseline
 
-if TYPE_CHECKING:
-    from pipeline.ingest import IngestParams
-
-INGEST_LUA = files("pipeline").joinpath("ingest.lua").read_text(encoding="utf-8")
+INGEST_LUA = read_script(__package__, "ingest.lua")
 # Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
 # with more live buckets than this rebuilds the names now and then, nothing worse.
 MAX_MEMO_BUCKETS = 50_000
