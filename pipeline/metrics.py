@@ -130,7 +130,7 @@ class Metrics:
             "tla_tempo_leader", "1 while this process holds the Tempo polling lease", registry=r,
         )
 
-        # --- reliability (pipeline/ingest.py); lag and pending reuse group_lag and
+        # --- reliability (pipeline/ingest/); lag and pending reuse group_lag and
         # group_pending above, which ingest also sets when it checks lag ---------------
         self.endpoint_capped = Counter(
             "tla_ingest_endpoint_cap_rejected_total",

@@ -10,7 +10,7 @@
 A filling ring holds its samples in slots [0, count), oldest first, and has up to a quarter
 more slots than samples (zeros); when a batch does not fit, ingest.lua SETs the ring again
 with a quarter more, up to windowSize. A full ring has exactly windowSize slots and each new
-sample overwrites the oldest (SETRANGE). pipeline/ingest.lua is the only writer.
+sample overwrites the oldest (SETRANGE). pipeline/ingest/ingest.lua is the only writer.
 
 Why not a LIST of decimal strings (LPUSH + LTRIM, what the design first had): recompute
 reads every sample of every dirty bucket each window, and LRANGE turns 1000 samples into

@@ -1,4 +1,4 @@
--- Apply one batch of validated trace events atomically (pipeline/ingest.py builds the call).
+-- Apply one batch of validated trace events atomically (pipeline/ingest/batch.py builds the call).
 --
 -- KEYS: 1 traces stream, 2 dirty stream, 3 anomalies stream, 4 the service index,
 --       then per bucket b (1..nb): dur (sample ring), dirty mark, the service's endpoint index;

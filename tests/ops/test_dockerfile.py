@@ -88,7 +88,7 @@ def test_every_copy_source_exists_and_is_not_ignored() -> None:
 
 
 def test_dockerignore_keeps_code_and_drops_the_rest() -> None:
-    assert not ignored("pipeline/ingest.lua") and not ignored("services/api.py")
+    assert not ignored("pipeline/ingest/ingest.lua") and not ignored("services/api.py")
     assert not ignored("schemas/openapi.yaml") and not ignored("pyproject.toml")
     assert not ignored("requirements/run.lock") and not ignored("README.md")
     for junk in (".git/config", ".venv/bin/python", "tests/conftest.py", ".tla-state/redis.url",

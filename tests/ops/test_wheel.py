@@ -21,7 +21,8 @@ from tests.ops.conftest import ROOT, free_port
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # What the product reads at run time, as package data.
-DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua", "schemas/openapi.yaml", "schemas/streams.schema.json",
+DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua",
+              "schemas/openapi.yaml", "schemas/streams.schema.json",
               "schemas/trace_event.schema.json"}
 START_S = 30.0
 
