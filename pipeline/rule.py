@@ -14,18 +14,47 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pipeline.buckets import BucketRef
+from pipeline.settings import setting
 from pipeline.stats import Baseline
 
 Status = Literal["anomaly", "normal", "no_baseline", "insufficient_samples"]
 Term = Literal["p95_factor", "p50_k_mad", "floor"]
 
 
+# min_samples when unset; capped at window_size, since a bucket never holds more samples.
+MIN_SAMPLES_DEFAULT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSettings:
+    """`rule.*` (TLA_RULE_*), each declared once; `params()` resolves what is derived."""
+
+    factor: float = setting(2.0, "p95 multiplier", above=0)
+    k: float = setting(10.0, "MAD multiplier", min=0)
+    min_samples: int | None = setting(
+        None, "fewer samples in the bucket: never an anomaly", above=0,
+        unset="derived: 50, or the window size if smaller")
+    window_size: int = setting(
+        1000, "rolling samples kept per bucket", above=0, max=100_000,
+        why="a larger window makes every recompute slow")
+    floor_ms: float = setting(1.0, "lowest threshold (keeps all-zero buckets quiet)", min=0)
+
+    def params(self) -> RuleParams:
+        min_samples = self.min_samples
+        if min_samples is None:
+            min_samples = min(MIN_SAMPLES_DEFAULT, self.window_size)
+        return RuleParams(self.factor, self.k, min_samples, self.floor_ms, self.window_size)
+
+
 @dataclass(frozen=True, slots=True)
 class RuleParams:
-    factor: float = 2.0
-    k: float = 10.0
-    min_samples: int = 50
-    floor_ms: float = 1.0
+    """The rule's resolved parameters (from `RuleSettings.params()`)."""
+
+    factor: float
+    k: float
+    min_samples: int
+    floor_ms: float
+    window_size: int
 
 
 @dataclass(frozen=True, slots=True)

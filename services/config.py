@@ -1,8 +1,13 @@
 """Settings: YAML file + `TLA_*` environment overrides → frozen dataclasses, validated once.
 
-Every setting `section.name` has the variable `TLA_<SECTION>_<NAME>` (`tempo.url` →
+Each stage declares its own section where it lives (`pipeline/ingest/settings.py`,
+`pipeline/recompute/settings.py`, `pipeline/rule.py`); the service-level sections are
+here. Every setting `section.name` has the variable `TLA_<SECTION>_<NAME>` (`tempo.url` →
 `TLA_TEMPO_URL`); top-level ones are `TLA_<NAME>` (`TLA_KEY_PREFIX`, `TLA_TIMEZONE`).
 `TLA_CONFIG` names the YAML file. Unknown keys are errors, so typos do not pass silently.
+Defaults that depend on another setting are derived from it (None: unset), so only two
+values the user set can conflict. docs/configuration.md and the example YAML are
+rendered from the declarations (services/config_docs.py).
 """
 
 from __future__ import annotations
@@ -19,58 +24,57 @@ import yaml
 
 from pipeline.buckets import load_zone
 from pipeline.errors import ConfigError
-from pipeline.ingest import IngestParams
+from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import Keys
-from pipeline.recompute import RecomputeParams
-from pipeline.rule import RuleParams
+from pipeline.recompute.settings import RecomputeSettings
+from pipeline.rule import RuleParams, RuleSettings
+from pipeline.settings import check_bounds, env_name, setting
 
-ENV_PREFIX = "TLA_"
+__all__ = ["ConfigError", "Settings", "env_name"]
 
-# Defaults of settings that are derived from another one when left unset (None), so that a
-# default never conflicts with a value the user set for the other setting.
-MIN_SAMPLES_DEFAULT = 50  # capped at rule.window_size: a bucket never holds more samples
 MAX_CATCHUP_DEFAULT_S = 6 * 3600  # raised to tempo.lookback_s: one cycle searches that far
 CACHE_TTL_DEFAULT_S = 5.0  # capped at recompute.interval_s: no staler than one window
 
 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
-    url: str | None = None  # unset: `run`/`demo` start an embedded server
-
-
-@dataclass(frozen=True, slots=True)
-class RuleSettings:
-    factor: float = 2.0
-    k: float = 10.0
-    # Fewer samples: never an anomaly. Unset: 50, or window_size if that is smaller.
-    min_samples: int | None = None
-    window_size: int = 1000
-    floor_ms: float = 1.0
+    url: str | None = setting(
+        None, "`redis://[user:password@]host:port/db`, `rediss://...` (TLS), `unix://`",
+        unset="embedded server (`run`, `demo` only)")
 
 
 @dataclass(frozen=True, slots=True)
 class TempoSettings:
-    url: str | None = None  # unset: no Tempo polling
-    interval_s: float = 15.0
-    lookback_s: int = 120
-    query: str = "{ nestedSetParent < 0 }"
-    limit: int = 500
-    spss: int = 1
-    tenant: str | None = None
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    timeout_s: float = 10.0
-    verify_tls: bool = True
-    ca_file: str | None = None
-    # After an outage, catch up at most this far back. Unset: 6 h, or lookback_s if longer.
-    max_catchup_s: int | None = None
-    # Bisecting a truncated search stops at this window (seconds).
-    min_window_s: int = 1
-    # Single-poller lease: a standby takes over within about this long after the leader dies.
-    lease_ttl_s: float = 10.0
-    # Newest seconds Tempo hides (3.x `query_end_cutoff`); unset: 30 on 3.x, 0 on 2.x.
-    end_cutoff_s: float | None = None
+    url: str | None = setting(
+        None, "Tempo's base URL with any path prefix, e.g. `http://tempo:3200`",
+        unset="no Tempo polling")
+    interval_s: float = setting(15.0, "seconds between polls", above=0)
+    lookback_s: int = setting(
+        120, "how far each poll looks back; also the catch-up window size", min=1)
+    query: str = setting(
+        "{ nestedSetParent < 0 }",
+        "TraceQL selecting root spans (replaced by `{}` on Tempo < 2.5)")
+    limit: int = setting(500, "traces per search; a full answer is split in two", min=1)
+    spss: int = setting(1, "spans per span set", min=0, max=100, why="Tempo's default cap")
+    tenant: str | None = setting(
+        None, "`X-Scope-OrgID`, for multi-tenant Tempo (`a|b` queries several tenants)",
+        unset="no header")
+    user: str | None = setting(
+        None, "HTTP basic auth user (Grafana Cloud: the numeric user)", unset="no basic auth")
+    password: str | None = setting(None, "HTTP basic auth password or token", unset="none")
+    token: str | None = setting(None, "`Authorization: Bearer ...`", unset="none")
+    timeout_s: float = setting(10.0, "HTTP timeout per search (connect: at most 5 s)", above=0)
+    verify_tls: bool = setting(True, "verify Tempo's TLS certificate")
+    ca_file: str | None = setting(None, "a private CA bundle", unset="the system's")
+    max_catchup_s: int | None = setting(
+        None, "after an outage, catch up at most this far back", min=1,
+        unset="derived: 21600 (6 h), or the lookback if longer")
+    min_window_s: int = setting(1, "smallest window a truncated search is split into", min=1)
+    lease_ttl_s: float = setting(
+        10.0, "a standby poller takes over this long after the leader dies", min=1)
+    end_cutoff_s: float | None = setting(
+        None, "newest seconds Tempo hides from search (3.x `query_end_cutoff`)", min=0,
+        unset="30 on Tempo 3.x, 0 on 2.x")
 
     @property
     def catchup_s(self) -> int:
@@ -81,62 +85,44 @@ class TempoSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class IngestSettings:
-    batch_size: int = 500
-    block_ms: int = 1000
-    dedup_ttl_s: int = 900
-    bucket_ttl_s: int = 14 * 86400
-    claim_idle_s: float = 60.0
-    max_deliveries: int = 5
-    consumer: str | None = None  # default: <hostname>-<pid>
-    # Endpoints one service may track (0: no cap); past it new endpoints are dead-lettered.
-    max_endpoints_per_service: int = 2000
-    # Services tracked (0: no cap); past it new services are dead-lettered.
-    max_services: int = 1000
-    # A consumer group this many entries behind (undelivered + pending) is logged loudly.
-    lag_alert_entries: int = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class RecomputeSettings:
-    interval_s: int = 30
-    # Marks a dead agent left pending are taken over after this long; unset: 2 windows + 15 s
-    # (a live agent holds the open window's marks up to one window).
-    claim_idle_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ApiSettings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None
-    max_body_bytes: int = 1024 * 1024
-    # In-process baseline cache lifetime. Unset: 5 s, or recompute.interval_s if shorter.
-    cache_ttl_s: float | None = None
-    url: str | None = None  # where `check`/`baseline` find the API; default from host/port
+    host: str = setting("127.0.0.1", "where the API listens")
+    port: int = setting(8080, "the API's port", min=1, max=65535)
+    token: str | None = setting(
+        None, "bearer token required on every route but `/healthz` and `/readyz`",
+        unset="no auth")
+    max_body_bytes: int = setting(1024 * 1024, "larger request bodies get 413", above=0)
+    cache_ttl_s: float | None = setting(
+        None, "in-process baseline cache lifetime", min=0,
+        unset="derived: 5, or the recompute window if shorter")
+    url: str | None = setting(
+        None, "where `check` and `baseline` find the API", unset="`http://<host>:<port>`")
 
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
-    # 0: no listener. Roles other than `api` expose /metrics and /healthz here (the image
-    # sets 9464, the port registered for Prometheus exporters of this kind).
-    port: int = 0
-    host: str = "127.0.0.1"
-    # How often the api process reads XINFO/XPENDING/XLEN into gauges; 0 turns it off.
-    observe_interval_s: float = 15.0
+    port: int = setting(
+        0, "`/metrics` `/healthz` `/readyz` listener of roles without the API (0: off; the "
+        "image sets 9464, the port registered for Prometheus exporters of this kind)",
+        min=0, max=65535)
+    host: str = setting("127.0.0.1", "where that listener binds")
+    observe_interval_s: float = setting(
+        15.0, "how often the api process reads stream lag, pending and baseline age (0: off)",
+        min=0)
 
 
 @dataclass(frozen=True, slots=True)
 class LogSettings:
-    level: str = "INFO"
-    format: str = "kv"  # kv | json
+    level: str = setting("INFO", "log level: DEBUG, INFO, WARNING or ERROR")
+    format: str = setting("kv", "`kv` (key=value lines) or `json` (one object per line)",
+                          choices=("kv", "json"))
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    key_prefix: str = "tla:"
-    timezone: str = "Asia/Taipei"
-    state_dir: str = ".tla-state"
+    key_prefix: str = setting("tla:", "prefix of every key and stream (no `{` or `}`)")
+    timezone: str = setting("Asia/Taipei", "IANA zone of the hour-of-day buckets")
+    state_dir: str = setting(".tla-state", "the embedded store's data folder")
     redis: RedisSettings = field(default_factory=RedisSettings)
     rule: RuleSettings = field(default_factory=RuleSettings)
     tempo: TempoSettings = field(default_factory=TempoSettings)
@@ -159,53 +145,30 @@ class Settings:
     def replace(self, **sections: Any) -> Settings:
         return dataclasses.replace(self, **sections)
 
-    # The pipeline's own parameter objects, derived in one place.
+    # Values derived from more than one section, computed here and nowhere else.
     def keys(self) -> Keys:
         return Keys(self.key_prefix)
 
-    def min_samples(self) -> int:
-        """`rule.min_samples`, or its default derived from `rule.window_size`."""
-        r = self.rule
-        return r.min_samples if r.min_samples is not None else min(MIN_SAMPLES_DEFAULT,
-                                                                   r.window_size)
+    def rule_params(self) -> RuleParams:
+        return self.rule.params()
 
     def api_cache_ttl_s(self) -> float:
         """`api.cache_ttl_s`, or its default derived from `recompute.interval_s`."""
         ttl = self.api.cache_ttl_s
         return ttl if ttl is not None else min(CACHE_TTL_DEFAULT_S, self.recompute.interval_s)
 
-    def rule_params(self) -> RuleParams:
-        r = self.rule
-        return RuleParams(r.factor, r.k, self.min_samples(), r.floor_ms)
-
-    def ingest_params(self) -> IngestParams:
-        i = self.ingest
-        return IngestParams(
-            batch_size=i.batch_size, block_ms=i.block_ms, seen_ttl_s=i.dedup_ttl_s,
-            bucket_ttl_s=i.bucket_ttl_s, window_size=self.rule.window_size,
-            window_s=self.recompute.interval_s, claim_idle_ms=int(i.claim_idle_s * 1000),
-            max_deliveries=i.max_deliveries,
-            # Look for orphans about twice per idle period, at least every 10 s.
-            claim_every_s=min(10.0, max(0.5, i.claim_idle_s / 2)),
-            max_endpoints_per_service=i.max_endpoints_per_service,
-            max_services=i.max_services,
-            lag_alert_entries=i.lag_alert_entries,
-        )
-
-    def recompute_params(self) -> RecomputeParams:
-        w = self.recompute.interval_s
-        idle_s = self.recompute.claim_idle_s
-        idle_ms = int(idle_s * 1000) if idle_s is not None else (2 * w + 15) * 1000
-        return RecomputeParams(window_s=w, bucket_ttl_s=self.ingest.bucket_ttl_s,
-                               claim_idle_ms=idle_ms)
-
     def api_url(self) -> str:
         host = "127.0.0.1" if self.api.host in ("0.0.0.0", "::", "") else self.api.host
         return self.api.url or f"http://{host}:{self.api.port}"
 
 
-def env_name(section: str | None, name: str) -> str:
-    return f"{ENV_PREFIX}{section.upper()}_{name.upper()}" if section else f"{ENV_PREFIX}{name.upper()}"
+def sections() -> list[tuple[str | None, type]]:
+    """(section name, dataclass) of every settings section; None: the top level."""
+    out: list[tuple[str | None, type]] = [(None, Settings)]
+    hints = get_type_hints(Settings)
+    out += [(f.name, hints[f.name]) for f in dataclasses.fields(Settings)
+            if dataclasses.is_dataclass(hints[f.name])]
+    return out
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -279,47 +242,13 @@ def _to_bool(value: Any) -> bool:
     raise ValueError(value)
 
 
-def _positive(label: str, value: float, strict: bool = True) -> None:
-    if value < 0 or (strict and value == 0):
-        raise ConfigError(f"{label} must be {'>' if strict else '>='} 0, got {value}")
-
-
 def validate(s: Settings) -> None:
-    """Range checks with messages that say which variable to fix."""
+    """Bounds as each setting declares them, then what one declaration cannot say."""
+    for name, _ in sections():
+        check_bounds(name, getattr(s, name) if name else s)
     load_zone(s.timezone)
     Keys(s.key_prefix)
-    for label, value in (
-        ("TLA_RULE_FACTOR", s.rule.factor), ("TLA_RULE_MIN_SAMPLES", s.min_samples()),
-        ("TLA_RULE_WINDOW_SIZE", s.rule.window_size), ("TLA_TEMPO_INTERVAL_S", s.tempo.interval_s),
-        ("TLA_TEMPO_LOOKBACK_S", s.tempo.lookback_s), ("TLA_TEMPO_LIMIT", s.tempo.limit),
-        ("TLA_TEMPO_TIMEOUT_S", s.tempo.timeout_s), ("TLA_INGEST_BATCH_SIZE", s.ingest.batch_size),
-        ("TLA_INGEST_DEDUP_TTL_S", s.ingest.dedup_ttl_s),
-        ("TLA_INGEST_BUCKET_TTL_S", s.ingest.bucket_ttl_s),
-        ("TLA_INGEST_MAX_DELIVERIES", s.ingest.max_deliveries),
-        ("TLA_INGEST_CLAIM_IDLE_S", s.ingest.claim_idle_s),
-        ("TLA_INGEST_LAG_ALERT_ENTRIES", s.ingest.lag_alert_entries),
-        ("TLA_RECOMPUTE_INTERVAL_S", s.recompute.interval_s),
-        ("TLA_API_MAX_BODY_BYTES", s.api.max_body_bytes),
-    ):
-        _positive(label, value)
-    _positive("TLA_INGEST_MAX_ENDPOINTS_PER_SERVICE", s.ingest.max_endpoints_per_service,
-              strict=False)
-    _positive("TLA_INGEST_MAX_SERVICES", s.ingest.max_services, strict=False)
-    for label, value in (("TLA_RULE_K", s.rule.k), ("TLA_RULE_FLOOR_MS", s.rule.floor_ms),
-                         ("TLA_API_CACHE_TTL_S", s.api_cache_ttl_s())):
-        _positive(label, value, strict=False)
-    if s.rule.window_size > 100_000:
-        raise ConfigError("TLA_RULE_WINDOW_SIZE above 100000 makes every recompute slow")
-    if s.ingest.batch_size > 2000:
-        raise ConfigError("TLA_INGEST_BATCH_SIZE must be <= 2000 (one Lua call holds the batch)")
-    if not 0 < s.api.port < 65536:
-        raise ConfigError(f"TLA_API_PORT must be 1-65535, got {s.api.port}")
-    if not 0 <= s.metrics.port < 65536:
-        raise ConfigError(f"TLA_METRICS_PORT must be 0 (off) or 1-65535, got {s.metrics.port}")
-    _positive("TLA_METRICS_OBSERVE_INTERVAL_S", s.metrics.observe_interval_s, strict=False)
     _check_pairs(s)
-    if s.log.format not in ("kv", "json"):
-        raise ConfigError(f"TLA_LOG_FORMAT must be 'kv' or 'json', got {s.log.format!r}")
     if s.redis.url and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("TLA_REDIS_URL must start with redis://, rediss:// or unix://")
     if s.tempo.url and not s.tempo.url.startswith(("http://", "https://")):

@@ -91,16 +91,10 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
 
         stages["tempo-source"] = TempoSource.from_settings(s, rt.redis, rt.metrics).run
     if "ingest" in roles:
-        # Baselines for flagging ingested traces: re-read at most once per window.
-        store = BaselineStore(rt.redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
-        stages["ingest"] = Ingestor(
-            rt.redis, s.keys(), s.ingest_params(), s.rule_params(), load_zone(s.timezone),
-            store, rt.metrics, consumer_name(s, "ingest"),
-        ).run
+        stages["ingest"] = make_ingestor(s, rt.redis, rt.metrics, consumer_name(s, "ingest")).run
     if "recompute" in roles:
-        stages["recompute"] = Recomputer(
-            rt.redis, s.keys(), s.recompute_params(), rt.metrics, consumer_name(s, "recompute")
-        ).run
+        stages["recompute"] = make_recomputer(
+            s, rt.redis, rt.metrics, consumer_name(s, "recompute")).run
     if "api" in roles:
         if s.metrics.port == s.api.port:
             raise ConfigError(
@@ -114,6 +108,18 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
         observe = "api" in roles  # stream gauges come from the api process only
         stages["metrics"] = MetricsStage(s, rt.redis, rt.metrics, rt.health, observe).run
     return stages
+
+
+def make_ingestor(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Ingestor:
+    # Baselines for flagging ingested traces: re-read at most once per window.
+    store = BaselineStore(redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
+    return Ingestor(redis, s.keys(), s.ingest, s.rule_params(), load_zone(s.timezone), store,
+                    metrics, consumer, window_s=s.recompute.interval_s)
+
+
+def make_recomputer(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Recomputer:
+    return Recomputer(redis, s.keys(), s.recompute, metrics, consumer,
+                      bucket_ttl_s=s.ingest.bucket_ttl_s)
 
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
@@ -176,6 +182,8 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
 async def run_stages(rt: Runtime, stages: dict[str, Stage], extra: tuple[Stage, ...] = ()) -> None:
     """Run until `stop` or a fatal stage error; drain within SHUTDOWN_TIMEOUT_S."""
     tasks = [asyncio.create_task(supervise(n, s, rt), name=n) for n, s in stages.items()]
+    # Signal handlers are in place by now: a SIGTERM from here on drains.
+    log.info("event=running stages=%s", ",".join(stages))
     tasks += [asyncio.create_task(fn(rt.stop), name="extra") for fn in extra]
     stopper = asyncio.create_task(rt.stop.wait())
     await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)

@@ -1,36 +1,23 @@
-"""Docs that must match the code: every setting is in the README table and the example file."""
+"""Docs that must match the code: the settings reference and the example file are what the
+declarations render (refresh both with `python -m services.config_docs`)."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
-import yaml
-
-from services.config import Settings, env_name
-
-ROOT = Path(__file__).parents[1]
+from services import config_docs
 
 
-def all_settings() -> list[tuple[str | None, str]]:
-    out: list[tuple[str | None, str]] = []
-    for f in dataclasses.fields(Settings):
-        value = getattr(Settings(), f.name)
-        if dataclasses.is_dataclass(value):
-            out += [(f.name, g.name) for g in dataclasses.fields(value)]
-        else:
-            out.append((None, f.name))
-    return out
+def test_the_settings_reference_is_rendered_from_the_declarations() -> None:
+    doc = config_docs.DOC.read_text()
+    assert doc == config_docs.doc_with_table(doc), "run: python -m services.config_docs"
 
 
-def test_readme_lists_every_environment_variable() -> None:
-    readme = (ROOT / "README.md").read_text()
-    missing = [env_name(s, n) for s, n in all_settings() if f"`{env_name(s, n)}`" not in readme]
-    assert not missing, f"add to README's configuration table: {missing}"
+def test_the_example_file_is_rendered_from_the_declarations() -> None:
+    assert config_docs.EXAMPLE.read_text() == config_docs.example_yaml(), \
+        "run: python -m services.config_docs"
 
 
-def test_example_file_lists_every_key() -> None:
-    example = yaml.safe_load((ROOT / "compose" / "tempo-anomaly.example.yaml").read_text())
-    missing = [f"{s}.{n}" if s else n for s, n in all_settings()
-               if (n not in example.get(s, {}) if s else n not in example)]
-    assert not missing, f"add to compose/tempo-anomaly.example.yaml: {missing}"
+def test_every_setting_is_declared_with_a_meaning() -> None:
+    fields = config_docs.settings_fields()
+    assert len(fields) > 40
+    assert all(spec.meaning for _, _, spec in fields)
+    assert all(spec.unset for _, f, spec in fields if f.default is None)

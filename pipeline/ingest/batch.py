@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
 from pipeline.events import EventParts, TraceEvent, format_ms
-from pipeline.ingest.params import IngestParams
+from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
 from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
@@ -28,6 +28,8 @@ INGEST_LUA = read_script(__package__, "ingest.lua")
 # Buckets whose key names (and thresholds) are remembered; ~300 bytes each. A deployment
 # with more live buckets than this rebuilds the names now and then, nothing worse.
 MAX_MEMO_BUCKETS = 50_000
+# The anomalies stream keeps about this many entries (XADD MAXLEN ~).
+ANOMALIES_MAXLEN = 10_000
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -59,20 +61,20 @@ Item = tuple[bytes, EventParts, BucketKeys]
 class IngestCall:
     """Builds and makes the script call for a batch grouped by bucket."""
 
-    def __init__(self, redis: Redis, keys: Keys, params: IngestParams, rule: RuleParams,
-                 zone: ZoneInfo) -> None:
+    def __init__(self, redis: Redis, keys: Keys, settings: IngestSettings, rule: RuleParams,
+                 zone: ZoneInfo, window_s: int) -> None:
         self.keys = keys
         self._rule = rule
         self._tz_name = str(zone.key)
         self._script = PackedScript(redis, INGEST_LUA)
         self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies,
                                                   keys.services)]
-        p = params
+        s = settings
         self._static_args = [str(a).encode() for a in (
-            INGEST_GROUP, p.window_s, p.seen_ttl_s, p.bucket_ttl_s, p.window_size,
-            p.anomalies_maxlen)]
-        self._max_endpoints_arg = str(p.max_endpoints_per_service).encode()
-        self._max_services_arg = str(p.max_services).encode()
+            INGEST_GROUP, window_s, s.dedup_ttl_s, s.bucket_ttl_s, rule.window_size,
+            ANOMALIES_MAXLEN)]
+        self._max_endpoints_arg = str(s.max_endpoints_per_service).encode()
+        self._max_services_arg = str(s.max_services).encode()
         self._zone_buckets = ZoneBuckets(zone)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
         self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}

@@ -23,7 +23,7 @@ from pipeline.buckets import BucketRef
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
 from pipeline.ingest.batch import BucketKeys, IngestCall, Item
-from pipeline.ingest.params import IngestParams
+from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
@@ -36,6 +36,10 @@ DEAD_VALUE_BYTES = 1024
 DEAD_MAX_FIELDS = 32
 # A service at its endpoint cap logs once per this many seconds, not once per event.
 CAP_LOG_EVERY_S = 60.0
+# How often the stream is trimmed (never past unacknowledged entries) and the lag checked.
+TRIM_EVERY_S = 10.0
+# The dead-letter stream keeps about this many entries (XADD MAXLEN ~).
+DEAD_MAXLEN = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +58,27 @@ class Ingestor:
         self,
         redis: Redis,
         keys: Keys,
-        params: IngestParams,
+        settings: IngestSettings,
         rule: RuleParams,
         zone: ZoneInfo,
         baselines: BaselineStore,
         metrics: Metrics,
         consumer: str,
+        *,
+        window_s: int,
     ) -> None:
+        """`window_s`: the recompute window (TLA_RECOMPUTE_INTERVAL_S) that dirty marks
+        belong to."""
         self.redis = redis
         self.keys = keys
-        self.params = params
+        self.settings = settings
         self.rule = rule
         self.zone = zone
         self.tz_name = str(zone.key)
         self.baselines = baselines
         self.metrics = metrics
         self.consumer = consumer
-        self._call = IngestCall(redis, keys, params, rule, zone)
+        self._call = IngestCall(redis, keys, settings, rule, zone, window_s)
         self._cap_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -95,11 +103,11 @@ class Ingestor:
                     now = time.monotonic()
                     if now >= next_claim:
                         await self.reclaim()
-                        next_claim = now + self.params.claim_every_s
+                        next_claim = now + self.settings.claim_every_s
                     if now >= next_trim:
                         await streams.safe_trim(self.redis, self.keys.traces)
                         await self.watch_lag()
-                        next_trim = now + self.params.trim_every_s
+                        next_trim = now + TRIM_EVERY_S
                     reading, ahead = ahead or self._read_next(), None
                     entries = await reading
                     if entries:
@@ -133,7 +141,7 @@ class Ingestor:
     def _read_next(self) -> asyncio.Task[list[streams.Entry]]:
         return asyncio.create_task(streams.read_new(
             self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
-            self.params.batch_size, self.params.block_ms,
+            self.settings.batch_size, self.settings.block_ms,
         ))
 
     async def _finish(self, reading: asyncio.Task[list[streams.Entry]]) -> None:
@@ -149,7 +157,7 @@ class Ingestor:
 
     async def _drain_own_pending(self) -> None:
         while entries := await streams.read_own_pending(
-            self.redis, self.keys.traces, INGEST_GROUP, self.consumer, self.params.batch_size
+            self.redis, self.keys.traces, INGEST_GROUP, self.consumer, self.settings.batch_size
         ):
             await self.handle(entries)
 
@@ -157,7 +165,7 @@ class Ingestor:
         """Take over entries dead consumers left pending; poison entries are dead-lettered."""
         claimed = await streams.autoclaim(
             self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
-            self.params.claim_idle_ms, self.params.batch_size,
+            self.settings.claim_idle_ms, self.settings.batch_size,
         )
         if claimed.deleted_ids:
             # Trimmed while pending (only possible if someone trimmed unsafely): nothing to redo.
@@ -166,7 +174,7 @@ class Ingestor:
         if not claimed.entries:
             return 0
         self.metrics.reclaimed.labels("traces").inc(len(claimed.entries))
-        limit = self.params.max_deliveries
+        limit = self.settings.max_deliveries
         poison = [
             (i, f, f"delivered {claimed.deliveries[i]} times without an ack (max {limit})")
             for i, f in claimed.entries if claimed.deliveries.get(i, 1) > limit
@@ -184,13 +192,13 @@ class Ingestor:
             for lag in await streams.group_lags(self.redis, stream):
                 self.metrics.group_lag.labels(label, lag.group).set(lag.undelivered)
                 self.metrics.group_pending.labels(label, lag.group).set(lag.pending)
-                if lag.behind >= self.params.lag_alert_entries:
+                if lag.behind >= self.settings.lag_alert_entries:
                     log.error(
                         "event=group_lagging stream=%s group=%s undelivered=%d pending=%d "
                         "threshold=%d action=\"scale consumers or fix the stalled group; the "
                         "stream is kept (not trimmed) until it catches up, so memory grows\"",
                         stream, lag.group, lag.undelivered, lag.pending,
-                        self.params.lag_alert_entries,
+                        self.settings.lag_alert_entries,
                     )
 
     async def handle(self, entries: list[streams.Entry]) -> BatchResult:
@@ -281,7 +289,7 @@ class Ingestor:
         return result, rejected
 
     def _service_cap_reason(self, ref: BucketRef) -> str:
-        cap = self.params.max_services
+        cap = self.settings.max_services
         if self._shout(""):  # one line a minute for the whole deployment
             log.error(
                 "event=service_cap_reached cap=%d service=%r action=\"new services are "
@@ -306,7 +314,7 @@ class Ingestor:
         return True
 
     def _cap_reason(self, ref: BucketRef) -> str:
-        cap = self.params.max_endpoints_per_service
+        cap = self.settings.max_endpoints_per_service
         if self._shout(ref.service):
             log.error(
                 "event=endpoint_cap_reached service=%r cap=%d endpoint=%r action=\"new "
@@ -328,7 +336,7 @@ class Ingestor:
                     {b"error": error.encode(), b"origin_id": entry_id,
                      b"consumer": self.consumer.encode()}
                 )
-                pipe.xadd(self.keys.dead, record, maxlen=self.params.dead_maxlen,
+                pipe.xadd(self.keys.dead, record, maxlen=DEAD_MAXLEN,
                           approximate=True)
             pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
             await pipe.execute()

@@ -25,6 +25,7 @@ from pipeline.buckets import BucketRef
 from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics
+from pipeline.recompute.settings import RecomputeSettings
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.stats import Baseline, baselines_of
 
@@ -43,14 +44,6 @@ CHUNK_BUCKETS = 200
 
 
 @dataclass(frozen=True, slots=True)
-class RecomputeParams:
-    window_s: int = 30
-    bucket_ttl_s: int = 14 * 86400
-    # Held marks stay pending up to one window, so a mark is only orphaned after two.
-    claim_idle_ms: int = 75_000
-
-
-@dataclass(frozen=True, slots=True)
 class WindowResult:
     window: int
     buckets: int
@@ -61,11 +54,14 @@ class WindowResult:
 
 class Recomputer:
     def __init__(
-        self, redis: Redis, keys: Keys, params: RecomputeParams, metrics: Metrics, consumer: str
+        self, redis: Redis, keys: Keys, settings: RecomputeSettings, metrics: Metrics,
+        consumer: str, *, bucket_ttl_s: int,
     ) -> None:
+        """`bucket_ttl_s`: baselines expire with their samples (TLA_INGEST_BUCKET_TTL_S)."""
         self.redis = redis
         self.keys = keys
-        self.params = params
+        self.settings = settings
+        self.bucket_ttl_s = bucket_ttl_s
         self.metrics = metrics
         self.consumer = consumer
         self._held: list[streams.Entry] = []
@@ -134,13 +130,13 @@ class Recomputer:
 
     def seconds_to_boundary(self) -> float:
         # A small margin past the boundary lets the last marks of the window land.
-        w = self.params.window_s
+        w = self.settings.interval_s
         return w - (time.time() % w) + 0.2
 
     async def run_window(self) -> WindowResult:
         started = time.perf_counter()
         server_s, _us = await self.redis.time()
-        current = int(server_s) // self.params.window_s
+        current = int(server_s) // self.settings.interval_s
         entries = self._held + await self._collect()
         due: list[streams.Entry] = []
         held: list[streams.Entry] = []
@@ -160,7 +156,7 @@ class Recomputer:
         """Every mark waiting for this agent: orphaned by a dead agent, then new ones."""
         claimed = await streams.autoclaim(
             self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer,
-            self.params.claim_idle_ms, READ_COUNT,
+            self.settings.claim_idle_ms, READ_COUNT,
         )
         if claimed.deleted_ids:
             await self.redis.xack(self.keys.dirty, RECOMPUTE_GROUP, *claimed.deleted_ids)
@@ -202,7 +198,7 @@ class Recomputer:
 
     async def _store(self, bucket_ids: list[str], baselines: list[Baseline]) -> None:
         """Write the baselines, then bump the version API caches watch (pipeline/baselines.py)."""
-        keys, args = [], [b"%d" % self.params.bucket_ttl_s]
+        keys, args = [], [b"%d" % self.bucket_ttl_s]
         for bucket_id, baseline in zip(bucket_ids, baselines, strict=True):
             keys.append(self.keys.base(bucket_id).encode())
             h = baseline.to_hash()

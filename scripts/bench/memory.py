@@ -25,10 +25,10 @@ from pipeline import samples as rings
 from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, TimeBucket, load_zone
-from pipeline.ingest import Ingestor, IngestParams
+from pipeline.ingest import Ingestor, IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.rule import RuleParams
+from pipeline.rule import RuleSettings
 from scripts.bench import common
 from services.redis_client import connect
 
@@ -62,10 +62,10 @@ async def samples(redis: Redis, keys: Keys, buckets: int) -> list[dict[str, Any]
 
 async def _ingest(redis: Redis, keys: Keys, refs: list[BucketRef], durations: np.ndarray) -> None:
     """Round `r` sends one trace per bucket; the project's ingest stores them."""
-    params = IngestParams(window_size=WINDOW, window_s=3600, max_endpoints_per_service=0,
-                          max_services=0)
-    ingestor = Ingestor(redis, keys, params, RuleParams(), load_zone("UTC"),
-                        BaselineStore(redis, keys), Metrics(), "bench-memory")
+    settings = IngestSettings(max_endpoints_per_service=0, max_services=0)
+    ingestor = Ingestor(redis, keys, settings, RuleSettings(window_size=WINDOW).params(),
+                        load_zone("UTC"), BaselineStore(redis, keys), Metrics(), "bench-memory",
+                        window_s=3600)
     await streams.ensure_group(redis, keys.traces, INGEST_GROUP)
     events = [
         {"trace_id": f"{r:08x}{b:08x}", "service": ref.service, "endpoint": ref.endpoint,
@@ -79,7 +79,7 @@ async def _ingest(redis: Redis, keys: Keys, refs: list[BucketRef], durations: np
                 pipe.xadd(keys.traces, event)  # type: ignore[arg-type]
             await pipe.execute()
         while batch := await streams.read_new(redis, keys.traces, INGEST_GROUP,
-                                              ingestor.consumer, params.batch_size, None):
+                                              ingestor.consumer, settings.batch_size, None):
             await ingestor.handle(batch)
     await redis.delete(keys.traces)  # the stream is not what this measures
 

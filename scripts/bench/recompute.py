@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 
 from pipeline import samples, streams
 from pipeline.buckets import BucketRef, DayType, TimeBucket
+from pipeline.ingest import IngestSettings
 from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.recompute import RecomputeParams, Recomputer
+from pipeline.recompute import Recomputer, RecomputeSettings
 from pipeline.recompute.stage import CHUNK_BUCKETS
 from scripts.bench import common
 from services.redis_client import connect
@@ -90,12 +91,13 @@ async def run(url: str, prefix: str, n: int) -> dict[str, float]:
     keys = Keys(prefix)
     try:
         server_s, _ = await redis.time()
-        params = RecomputeParams()
+        settings = RecomputeSettings()
         ids = bucket_ids(n)
-        await fill(redis, keys, ids, int(server_s) // params.window_s - 1)
+        await fill(redis, keys, ids, int(server_s) // settings.interval_s - 1)
         fetch_s = await fetch_only(redis, keys, ids)
         lists_s = await fetch_lists(redis, keys, ids)
-        recomputer = Recomputer(redis, keys, params, Metrics(), "bench-recompute")
+        recomputer = Recomputer(redis, keys, settings, Metrics(), "bench-recompute",
+                                bucket_ttl_s=IngestSettings().bucket_ttl_s)
         result = await recomputer.run_window()
         written = await redis.exists(*(keys.base(b) for b in ids[:1000]))
         return {"buckets": result.buckets, "samples_per_bucket": SAMPLES,

@@ -13,9 +13,10 @@ from redis.asyncio import Redis
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, ZoneBuckets, bucket_of, load_zone
 from pipeline.errors import StoreUnavailable
+from pipeline.ingest import IngestSettings
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.recompute import RecomputeParams, Recomputer
+from pipeline.recompute import Recomputer, RecomputeSettings
 from pipeline.samples import encode
 from pipeline.stats import Baseline, baselines_of, compute_baseline
 
@@ -84,7 +85,8 @@ class Clock:
 async def test_cache_follows_the_version_recompute_bumps(redis: Redis, keys: Keys) -> None:
     ref = BucketRef("checkout", "POST /pay", bucket_of(1_780_000_000 * NS, load_zone("UTC")))
     await redis.set(keys.dur(ref.id), encode([100.0] * 60))
-    recomputer = Recomputer(redis, keys, RecomputeParams(), Metrics(), "t")
+    recomputer = Recomputer(redis, keys, RecomputeSettings(), Metrics(), "t",
+                            bucket_ttl_s=IngestSettings().bucket_ttl_s)
     await recomputer.recompute([ref.id])
     clock = Clock()
     store = BaselineStore(redis, keys, cache_ttl_s=30.0, clock=clock, version_check_s=0.5)

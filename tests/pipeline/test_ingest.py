@@ -11,10 +11,10 @@ from redis.asyncio import Redis
 from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, bucket_of, load_zone
-from pipeline.ingest import Ingestor, IngestParams
+from pipeline.ingest import Ingestor, IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.rule import RuleParams
+from pipeline.rule import RuleSettings
 from pipeline.stats import Baseline
 
 pytestmark = pytest.mark.redis
@@ -32,16 +32,16 @@ def ref(endpoint: str = "POST /pay", service: str = "checkout") -> BucketRef:
     return BucketRef(service, endpoint, bucket_of(NOW_NS, ZONE))
 
 
-def ingestor(redis: Redis, keys: Keys, **params: int) -> Ingestor:
-    p = IngestParams(batch_size=50, block_ms=100, window_s=3600, **params)
-    return Ingestor(redis, keys, p, RuleParams(), ZONE, BaselineStore(redis, keys), Metrics(),
-                    "test-ingest")
+def ingestor(redis: Redis, keys: Keys, **settings: int) -> Ingestor:
+    s = IngestSettings(batch_size=50, block_ms=100, **settings)
+    return Ingestor(redis, keys, s, RuleSettings().params(), ZONE, BaselineStore(redis, keys),
+                    Metrics(), "test-ingest", window_s=3600)
 
 
 async def drain(ing: Ingestor) -> None:
     await streams.ensure_group(ing.redis, ing.keys.traces, INGEST_GROUP)
     while entries := await streams.read_new(
-        ing.redis, ing.keys.traces, INGEST_GROUP, ing.consumer, ing.params.batch_size, None
+        ing.redis, ing.keys.traces, INGEST_GROUP, ing.consumer, ing.settings.batch_size, None
     ):
         await ing.handle(entries)
 

@@ -14,17 +14,19 @@ from redis.asyncio import Redis
 from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, bucket_of, load_zone
-from pipeline.ingest import Ingestor, IngestParams
+from pipeline.ingest import Ingestor, IngestSettings
 from pipeline.keys import INGEST_GROUP, RECOMPUTE_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.recompute import RecomputeParams, Recomputer
-from pipeline.rule import RuleParams, evaluate
+from pipeline.recompute import Recomputer, RecomputeSettings
+from pipeline.rule import RuleSettings, evaluate
 
 pytestmark = pytest.mark.redis
 ZONE = load_zone("Asia/Taipei")
 STREAMS_SCHEMA = json.loads(
     (Path(__file__).parents[2] / "schemas" / "streams.schema.json").read_text()
 )
+RULE = RuleSettings().params()
+BUCKET_TTL_S = IngestSettings().bucket_ttl_s
 
 
 def event(i: int, ms: float, start_ns: int, endpoint: str = "POST /pay") -> dict[str, str]:
@@ -33,9 +35,9 @@ def event(i: int, ms: float, start_ns: int, endpoint: str = "POST /pay") -> dict
 
 
 def ingestor(redis: Redis, keys: Keys, window_size: int = 1000, window_s: int = 30) -> Ingestor:
-    params = IngestParams(batch_size=200, block_ms=100, window_size=window_size, window_s=window_s)
-    return Ingestor(redis, keys, params, RuleParams(), ZONE, BaselineStore(redis, keys), Metrics(),
-                    "test-ingest")
+    rule = RuleSettings(window_size=window_size).params()
+    return Ingestor(redis, keys, IngestSettings(batch_size=200, block_ms=100), rule, ZONE,
+                    BaselineStore(redis, keys), Metrics(), "test-ingest", window_s=window_s)
 
 
 async def drain(ing: Ingestor, redis: Redis, keys: Keys) -> None:
@@ -105,7 +107,8 @@ async def test_recompute_window_builds_the_baseline_and_flags_after(redis: Redis
         await redis.xadd(keys.traces, event(i, 100 + (i % 10), now))
     ing = ingestor(redis, keys, window_s=1)
     await drain(ing, redis, keys)
-    rec = Recomputer(redis, keys, RecomputeParams(window_s=1), Metrics(), "test-recompute")
+    rec = Recomputer(redis, keys, RecomputeSettings(interval_s=1), Metrics(), "test-recompute",
+                     bucket_ttl_s=BUCKET_TTL_S)
     await streams.ensure_group(redis, keys.dirty, RECOMPUTE_GROUP)
     await asyncio.sleep(1.1)  # let the window the marks belong to close
     result = await rec.run_window()
@@ -116,8 +119,8 @@ async def test_recompute_window_builds_the_baseline_and_flags_after(redis: Redis
     jsonschema.validate({k.decode(): v.decode() for k, v in raw.items()},
                         STREAMS_SCHEMA["$defs"]["baseline"])
     baseline = await BaselineStore(redis, keys).get(ref.id)
-    assert evaluate(500, ref, baseline, RuleParams(), "Asia/Taipei").is_anomaly
-    assert not evaluate(110, ref, baseline, RuleParams(), "Asia/Taipei").is_anomaly
+    assert evaluate(500, ref, baseline, RULE, "Asia/Taipei").is_anomaly
+    assert not evaluate(110, ref, baseline, RULE, "Asia/Taipei").is_anomaly
 
     # An ingested slow trace is now recorded in <p>anomalies with its reason.
     await redis.xadd(keys.traces, event(999, 5000, now))
@@ -132,7 +135,8 @@ async def test_recompute_window_builds_the_baseline_and_flags_after(redis: Redis
 async def test_marks_of_the_open_window_are_held_until_it_closes(redis: Redis, keys: Keys) -> None:
     now = time.time_ns()
     ing = ingestor(redis, keys, window_s=3600)
-    rec = Recomputer(redis, keys, RecomputeParams(window_s=3600), Metrics(), "r1")
+    rec = Recomputer(redis, keys, RecomputeSettings(interval_s=3600), Metrics(), "r1",
+                     bucket_ttl_s=BUCKET_TTL_S)
     await streams.ensure_group(redis, keys.dirty, RECOMPUTE_GROUP)
     await redis.xadd(keys.traces, event(1, 10, now))
     await drain(ing, redis, keys)
@@ -150,8 +154,8 @@ async def test_two_recompute_agents_split_the_marks(redis: Redis, keys: Keys) ->
     await drain(ingestor(redis, keys, window_s=1), redis, keys)
     await asyncio.sleep(1.1)
     await streams.ensure_group(redis, keys.dirty, RECOMPUTE_GROUP)
-    a = Recomputer(redis, keys, RecomputeParams(window_s=1), Metrics(), "a")
-    b = Recomputer(redis, keys, RecomputeParams(window_s=1), Metrics(), "b")
+    a, b = (Recomputer(redis, keys, RecomputeSettings(interval_s=1), Metrics(), name,
+                       bucket_ttl_s=BUCKET_TTL_S) for name in "ab")
     ra, rb = await asyncio.gather(a.run_window(), b.run_window())
     assert ra.buckets + rb.buckets == 40
     assert len([k async for k in redis.scan_iter(match=keys.base_pattern())]) == 40

@@ -16,11 +16,11 @@ from redis.asyncio import Redis
 from pipeline import samples, streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, bucket_of, load_zone
-from pipeline.ingest import Ingestor, IngestParams
+from pipeline.ingest import Ingestor, IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.recompute import RecomputeParams, Recomputer
-from pipeline.rule import RuleParams
+from pipeline.recompute import Recomputer, RecomputeSettings
+from pipeline.rule import RuleSettings
 
 ZONE = load_zone("UTC")
 NOW_NS = time.time_ns()
@@ -56,9 +56,10 @@ def test_malformed_strings_and_legacy_lists() -> None:
 
 
 def ingestor(redis: Redis, keys: Keys, window_size: int) -> Ingestor:
-    p = IngestParams(batch_size=50, block_ms=100, window_s=3600, window_size=window_size)
-    return Ingestor(redis, keys, p, RuleParams(), ZONE, BaselineStore(redis, keys), Metrics(),
-                    f"test-ring-{window_size}")
+    rule = RuleSettings(window_size=window_size).params()
+    return Ingestor(redis, keys, IngestSettings(batch_size=50, block_ms=100), rule, ZONE,
+                    BaselineStore(redis, keys), Metrics(), f"test-ring-{window_size}",
+                    window_s=3600)
 
 
 async def feed(redis: Redis, keys: Keys, ing: Ingestor, durations: list[float], first: int) -> None:
@@ -68,7 +69,7 @@ async def feed(redis: Redis, keys: Keys, ing: Ingestor, durations: list[float], 
                                        "duration_ms": str(ms)})
     await streams.ensure_group(redis, keys.traces, INGEST_GROUP)
     while entries := await streams.read_new(redis, keys.traces, INGEST_GROUP, ing.consumer,
-                                            ing.params.batch_size, None):
+                                            ing.settings.batch_size, None):
         await ing.handle(entries)
 
 
@@ -110,7 +111,8 @@ async def test_a_list_left_by_an_older_version_is_read_then_converted(
     key = keys.dur(REF.id)
     await redis.lpush(key, *[100_000] * 40, *[300_500] * 20)  # integer us; the last is newest
     await redis.expire(key, 5000)
-    recomputer = Recomputer(redis, keys, RecomputeParams(), Metrics(), "t")
+    recomputer = Recomputer(redis, keys, RecomputeSettings(), Metrics(), "t",
+                            bucket_ttl_s=IngestSettings().bucket_ttl_s)
     (before,) = await recomputer.recompute([REF.id])  # recompute reads the list as it is
     assert (before.count, before.p50) == (60, 100.0)
 
@@ -131,7 +133,8 @@ async def test_recompute_leaves_out_a_key_that_is_not_a_ring(
     await redis.set(keys.dur(REF.id), "not a ring")
     await redis.hset(keys.base(REF.id), mapping={"p50": "1", "p95": "2", "mad": "0",
                                                  "count": "60", "updated_ms": "0"})
-    recomputer = Recomputer(redis, keys, RecomputeParams(), Metrics(), "t")
+    recomputer = Recomputer(redis, keys, RecomputeSettings(), Metrics(), "t",
+                            bucket_ttl_s=IngestSettings().bucket_ttl_s)
     with caplog.at_level(logging.WARNING):
         (computed,) = await recomputer.recompute([REF.id, good.id])
     assert computed.p50 == 50.0

@@ -8,12 +8,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.buckets import BucketRef, TimeBucket
-from pipeline.rule import RuleParams, evaluate, judged_threshold, ms, threshold_of
+from pipeline.rule import RuleSettings, evaluate, judged_threshold, ms, threshold_of
 from pipeline.stats import Baseline, compute_baseline
 
 REF = BucketRef("checkout", "POST /pay", TimeBucket(14, "weekday"))
 TZ = "Asia/Taipei"
-P = RuleParams()
+P = RuleSettings().params()
 
 
 def test_percentiles_and_mad() -> None:
@@ -95,8 +95,8 @@ def test_huge_values_stay_finite_and_readable() -> None:
 
 def test_params_change_the_verdict() -> None:
     b = Baseline(100, 200, 10, 100, 0)
-    assert evaluate(300, REF, b, RuleParams(factor=1.2, k=1), TZ).is_anomaly
-    assert not evaluate(300, REF, b, RuleParams(factor=2.0, k=10), TZ).is_anomaly
+    assert evaluate(300, REF, b, RuleSettings(factor=1.2, k=1).params(), TZ).is_anomaly
+    assert not evaluate(300, REF, b, RuleSettings(factor=2.0, k=10).params(), TZ).is_anomaly
 
 
 @pytest.mark.parametrize(("value", "text"), [(912.4, "912 ms"), (12.5, "12.5 ms"), (12.0, "12 ms"),
@@ -114,7 +114,7 @@ def test_ms_formatting(value: float, text: str) -> None:
 def test_judged_threshold_says_exactly_when_evaluate_flags(
     duration_ms: float, baseline: Baseline | None, min_samples: int
 ) -> None:
-    params = RuleParams(min_samples=min_samples)
+    params = RuleSettings(min_samples=min_samples).params()
     t = judged_threshold(baseline, params)
     flagged = t is not None and duration_ms > t.value_ms
     assert flagged == evaluate(duration_ms, REF, baseline, params, TZ).is_anomaly

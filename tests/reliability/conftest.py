@@ -22,11 +22,11 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from pipeline import samples
-from pipeline.baselines import BaselineStore
-from pipeline.buckets import BucketRef, bucket_of, load_zone
+from pipeline.buckets import BucketRef, bucket_of
 from pipeline.ingest import Ingestor
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
+from services import runner
 from services.config import Settings
 from tests.conftest import REDIS_URL
 
@@ -266,8 +266,7 @@ def settings_for(prefix: str, **env: object) -> Settings:
 def make_ingestor(redis: Redis, prefix: str, consumer: str = "t-ingest",
                   metrics: Metrics | None = None, **env: object) -> Ingestor:
     s = settings_for(prefix, **env)
-    return Ingestor(redis, s.keys(), s.ingest_params(), s.rule_params(), load_zone(s.timezone),
-                    BaselineStore(redis, s.keys()), metrics or Metrics(), consumer)
+    return runner.make_ingestor(s, redis, metrics or Metrics(), consumer)
 
 
 @pytest.fixture

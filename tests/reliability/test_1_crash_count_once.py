@@ -75,6 +75,9 @@ def test_sigkilled_consumers_count_every_trace_exactly_once(sredis, truth: Truth
     wait_until("the group to drain (no lag, nothing pending)",
                lambda: group_state(sredis, stream) == (0, 0), timeout_s=90)
     for proc in consumers.values():
+        # A consumer started by the last kills may still be importing: SIGTERM before its
+        # handlers are in place would kill it, not drain it.
+        wait_until("the consumer to run", lambda: "event=running" in proc.log(), timeout_s=60)
         assert proc.terminate() == 0, proc.log()[-2000:]
 
     counted = truth.counted(sredis)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ConfigError
+from pipeline.settings import env_name
+from services import config_docs
 from services.config import Settings
 
 EXAMPLE = Path(__file__).parents[2] / "compose" / "tempo-anomaly.example.yaml"
@@ -15,7 +16,7 @@ EXAMPLE = Path(__file__).parents[2] / "compose" / "tempo-anomaly.example.yaml"
 
 def test_defaults_are_the_seed_defaults() -> None:
     s = Settings.load(env={})
-    assert (s.rule.factor, s.rule.k, s.min_samples(), s.rule.window_size) == (2.0, 10, 50, 1000)
+    assert (s.rule.factor, s.rule.k, s.rule_params().min_samples, s.rule.window_size) == (2.0, 10, 50, 1000)
     assert (s.api_cache_ttl_s(), s.tempo.catchup_s) == (5.0, 6 * 3600)
     assert (s.tempo.interval_s, s.tempo.lookback_s, s.recompute.interval_s) == (15, 120, 30)
     assert (s.timezone, s.key_prefix, s.redis.url, s.tempo.url) == ("Asia/Taipei", "tla:", None, None)
@@ -38,8 +39,7 @@ def test_env_overrides_yaml(tmp_path: Path) -> None:
 
 def test_derived_params_follow_the_settings() -> None:
     s = Settings.load(env={"TLA_RULE_WINDOW_SIZE": "200", "TLA_RECOMPUTE_INTERVAL_S": "10"})
-    assert s.ingest_params().window_size == 200 and s.ingest_params().window_s == 10
-    assert s.recompute_params().window_s == 10
+    assert s.rule_params().window_size == 200 and s.recompute.claim_idle_ms == 35_000
     assert s.api_url() == "http://127.0.0.1:8080"
 
 
@@ -86,7 +86,7 @@ def test_empty_env_value_unsets_an_optional_setting() -> None:
 PAIRS = [
     ({"TLA_RECOMPUTE_INTERVAL_S": "2"}, lambda s: s.api_cache_ttl_s() == 2.0,
      {"TLA_API_CACHE_TTL_S": "3"}, ("TLA_API_CACHE_TTL_S", "TLA_RECOMPUTE_INTERVAL_S")),
-    ({"TLA_RECOMPUTE_INTERVAL_S": "2"}, lambda s: s.recompute_params().claim_idle_ms == 19_000,
+    ({"TLA_RECOMPUTE_INTERVAL_S": "2"}, lambda s: s.recompute.claim_idle_ms == 19_000,
      {"TLA_RECOMPUTE_CLAIM_IDLE_S": "2"},
      ("TLA_RECOMPUTE_CLAIM_IDLE_S", "TLA_RECOMPUTE_INTERVAL_S")),
     ({"TLA_RULE_WINDOW_SIZE": "20"}, lambda s: s.rule_params().min_samples == 20,
@@ -112,30 +112,22 @@ def test_only_two_explicit_values_conflict_and_both_are_named(change, derived, c
 
 
 def test_the_defaults_hold_with_every_setting_changed_alone() -> None:
-    """Each numeric setting set alone to a small or a large valid value never trips
-    another setting's default (the trap the pairs above guard, checked for all)."""
-    base = Settings.load(env={})
-    for section in ("rule", "tempo", "ingest", "recompute", "api", "metrics"):
-        for f in dataclasses.fields(getattr(base, section)):
-            if f.type not in ("int", "float", "int | None", "float | None"):
-                continue
-            var = f"TLA_{section.upper()}_{f.name.upper()}"
-            for value in ("1", "100000"):
-                if var in LIMITED:
-                    value = LIMITED[var].get(value, value)
-                Settings.load(env={var: value})
-
-
-# Settings with their own bounds: the value tried instead of 1 / 100000.
-LIMITED = {
-    "TLA_INGEST_BATCH_SIZE": {"100000": "2000"},
-    "TLA_API_PORT": {"100000": "65535"},
-    "TLA_METRICS_PORT": {"100000": "65535"},
-    "TLA_RECOMPUTE_CLAIM_IDLE_S": {"1": "31"},
-    "TLA_TEMPO_MAX_CATCHUP_S": {"1": "120"},
-    "TLA_API_CACHE_TTL_S": {"100000": "30"},
-    "TLA_RULE_MIN_SAMPLES": {"100000": "1000"},
-}
+    """Each numeric setting set alone to the smallest and the largest value its declaration
+    allows never trips another setting's default (the trap the pairs above guard)."""
+    for section, f, spec in config_docs.settings_fields():
+        if f.type not in ("int", "float", "int | None", "float | None"):
+            continue
+        low = spec.min if spec.min is not None else (spec.above or 0) + 1
+        high = spec.max if spec.max is not None else 100_000
+        for value in (low, high):
+            var = env_name(section, f.name)
+            text = str(int(value)) if f.type.startswith("int") else str(value)
+            try:
+                Settings.load(env={var: text})
+            except ConfigError as e:
+                # Only a value that conflicts with a setting it bounds may fail, and then
+                # the message names the other variable too.
+                assert str(e).count("TLA_") >= 2, f"{var}={text}: {e}"
 
 
 def test_the_api_role_refuses_its_own_port_as_the_metrics_port() -> None:

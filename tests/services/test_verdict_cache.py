@@ -12,12 +12,12 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.buckets import BucketRef, TimeBucket
 from pipeline.metrics import StatusCounter
-from pipeline.rule import RuleParams, evaluate
+from pipeline.rule import RuleSettings, evaluate
 from pipeline.stats import Baseline
 from services.verdict_cache import VerdictCache
 from services.views import verdict_json
 
-RULE = RuleParams(factor=2.0, k=10.0, min_samples=50, floor_ms=1.0)
+RULE = RuleSettings(factor=2.0, k=10.0, min_samples=50, floor_ms=1.0).params()
 TZ = "Asia/Taipei"
 REF = BucketRef("checkout", "POST /pay|{x}", TimeBucket(14, "weekday"))
 ms_values = st.floats(min_value=0, max_value=1e6, allow_nan=False)
