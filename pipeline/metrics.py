@@ -1,4 +1,5 @@
-"""Prometheus metrics of every stage, on an injected registry (never the global one).
+"""Prometheus metrics on an injected registry (never the global one): the series every
+stage shares, and the parts mechanism through which each stage registers its own.
 
 Most series are prometheus_client's own. The two the check API updates per request
 (`tla_check_requests_total`, `tla_check_duration_seconds`) are `StatusCounter` and
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import metrics as _client_metrics
@@ -23,46 +25,24 @@ from prometheus_client.utils import INF, floatToGoString
 # Check latency lives well under a millisecond in the steady state; the top buckets
 # catch Redis round trips and stalls.
 CHECK_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
-BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000)
+
+
+P = TypeVar("P")
 
 
 class Metrics:
-    """All series, created once per process on `registry`."""
+    """A process's registry with the series every stage shares. Each stage's own series
+    are a part, `metrics.part(IngestMetrics)`: a class taking the registry, created and
+    registered the first time the process asks for it, so a process exports the
+    families of the stages it runs and no others."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._parts: dict[type, object] = {}
         r = self.registry
-        self.ingest_events = Counter(
-            "tla_ingest_events_total", "Trace events handled by ingest, by outcome",
-            ["outcome"], registry=r,
-        )
-        self.ingest_batch_size = Histogram(
-            "tla_ingest_batch_size_events", "Entries per ingest batch",
-            buckets=BATCH_SIZE_BUCKETS, registry=r,
-        )
-        self.ingest_batch_seconds = Histogram(
-            "tla_ingest_batch_duration_seconds", "Time to apply one ingest batch", registry=r,
-        )
-        self.dirty_marks = Counter(
-            "tla_ingest_dirty_marks_total", "Buckets marked dirty (once per window)", registry=r,
-        )
-        self.anomalies = Counter(
-            "tla_ingest_anomalies_total", "Ingested traces flagged anomalous", registry=r,
-        )
         self.reclaimed = Counter(
             "tla_stream_reclaimed_total", "Pending entries taken over from idle consumers",
             ["stream"], registry=r,
-        )
-        self.recompute_buckets = Counter(
-            "tla_recompute_buckets_total", "Baselines recomputed", registry=r,
-        )
-        self.recompute_window_seconds = Histogram(
-            "tla_recompute_window_duration_seconds", "Time to clear one window's dirty buckets",
-            registry=r,
-        )
-        self.recompute_last_window = Gauge(
-            "tla_recompute_last_window_timestamp_seconds",
-            "Unix time at which the last recompute window was cleared", registry=r,
         )
         self.check_requests = StatusCounter(
             "tla_check_requests_total", "Anomaly checks answered, by verdict status",
@@ -130,71 +110,13 @@ class Metrics:
             "tla_tempo_leader", "1 while this process holds the Tempo polling lease", registry=r,
         )
 
-        # --- reliability (pipeline/ingest/); lag and pending reuse group_lag and
-        # group_pending above, which ingest also sets when it checks lag ---------------
-        self.endpoint_capped = Counter(
-            "tla_ingest_endpoint_cap_rejected_total",
-            "Trace events dead-lettered because their service reached its endpoint cap",
-            registry=r,
-        )
-        self.service_capped = Counter(
-            "tla_ingest_service_cap_rejected_total",
-            "Trace events dead-lettered because the deployment reached its service cap",
-            registry=r,
-        )
 
-        # --- observer (services/observer.py): what Redis says about the streams ---------
-        # Read periodically by the api process; every API replica reports the same values,
-        # so dashboards aggregate these with max by (...).
-        self.stream_length = Gauge(
-            "tla_stream_length_entries", "XLEN of a stream (traces, dirty, anomalies)",
-            ["stream"], registry=r,
-        )
-        self.group_lag = Gauge(
-            "tla_stream_group_lag_entries",
-            "Entries of a stream not yet delivered to a consumer group (XINFO GROUPS lag)",
-            ["stream", "group"], registry=r,
-        )
-        self.group_pending = Gauge(
-            "tla_stream_group_pending_entries",
-            "Entries delivered to a group but not acknowledged (XPENDING)",
-            ["stream", "group"], registry=r,
-        )
-        self.group_oldest_pending_age = Gauge(
-            "tla_stream_group_oldest_pending_age_seconds",
-            "Age of the oldest unacknowledged entry of a group (0 when none is pending)",
-            ["stream", "group"], registry=r,
-        )
-        self.group_consumers = Gauge(
-            "tla_stream_group_consumers", "Consumers registered in a group (XINFO GROUPS)",
-            ["stream", "group"], registry=r,
-        )
-        self.dead_letters = Gauge(
-            "tla_dead_letters_entries", "Entries in the dead-letter stream <p>traces:dead",
-            registry=r,
-        )
-        self.dead_letter_last = Gauge(
-            "tla_dead_letter_last_timestamp_seconds",
-            "Unix time of the newest dead letter (0 when there is none)", registry=r,
-        )
-        self.baseline_newest_age = Gauge(
-            "tla_baseline_newest_age_seconds",
-            "Seconds since the newest baseline write among recently dirtied buckets (NaN: none)",
-            registry=r,
-        )
-        self.anomalies_by_service = Counter(
-            "tla_anomalies_observed_total",
-            "Entries seen on the anomalies stream, by service (the first 50 names, "
-            "then 'other')", ["service"], registry=r,
-        )
-        self.observe_seconds = Gauge(
-            "tla_observe_duration_seconds", "Time the last observation of Redis took",
-            registry=r,
-        )
-        self.observe_last = Gauge(
-            "tla_observe_last_timestamp_seconds", "Unix time of the last complete observation",
-            registry=r,
-        )
+    def part(self, cls: Callable[[CollectorRegistry], P]) -> P:
+        """The process's one `cls(registry)`, registered on first use."""
+        got = self._parts.get(cls)  # type: ignore[call-overload]
+        if got is None:
+            got = self._parts[cls] = cls(self.registry)  # type: ignore[index]
+        return cast(P, got)
 
 
 def _created_series() -> bool:

@@ -20,7 +20,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
@@ -56,6 +62,63 @@ def id_seconds(entry_id: bytes | str) -> float:
     return int(_text(entry_id).partition("-")[0]) / 1000
 
 
+class ObserverMetrics:
+    """The observer's gauges: what Redis says about the streams. Read periodically by the
+    api process; every API replica reports the same values, so dashboards aggregate them
+    with max by (...)."""
+
+    def __init__(self, r: CollectorRegistry) -> None:
+        self.stream_length = Gauge(
+            "tla_stream_length_entries", "XLEN of a stream (traces, dirty, anomalies)",
+            ["stream"], registry=r,
+        )
+        self.group_lag = Gauge(
+            "tla_stream_group_lag_entries",
+            "Entries of a stream not yet delivered to a consumer group (XINFO GROUPS lag)",
+            ["stream", "group"], registry=r,
+        )
+        self.group_pending = Gauge(
+            "tla_stream_group_pending_entries",
+            "Entries delivered to a group but not acknowledged (XPENDING)",
+            ["stream", "group"], registry=r,
+        )
+        self.group_oldest_pending_age = Gauge(
+            "tla_stream_group_oldest_pending_age_seconds",
+            "Age of the oldest unacknowledged entry of a group (0 when none is pending)",
+            ["stream", "group"], registry=r,
+        )
+        self.group_consumers = Gauge(
+            "tla_stream_group_consumers", "Consumers registered in a group (XINFO GROUPS)",
+            ["stream", "group"], registry=r,
+        )
+        self.dead_letters = Gauge(
+            "tla_dead_letters_entries", "Entries in the dead-letter stream <p>traces:dead",
+            registry=r,
+        )
+        self.dead_letter_last = Gauge(
+            "tla_dead_letter_last_timestamp_seconds",
+            "Unix time of the newest dead letter (0 when there is none)", registry=r,
+        )
+        self.baseline_newest_age = Gauge(
+            "tla_baseline_newest_age_seconds",
+            "Seconds since the newest baseline write among recently dirtied buckets (NaN: none)",
+            registry=r,
+        )
+        self.anomalies_by_service = Counter(
+            "tla_anomalies_observed_total",
+            "Entries seen on the anomalies stream, by service (the first 50 names, "
+            "then 'other')", ["service"], registry=r,
+        )
+        self.observe_seconds = Gauge(
+            "tla_observe_duration_seconds", "Time the last observation of Redis took",
+            registry=r,
+        )
+        self.observe_last = Gauge(
+            "tla_observe_last_timestamp_seconds", "Unix time of the last complete observation",
+            registry=r,
+        )
+
+
 class Observer:
     """Reads the deployment's streams once per `observe()` and sets the gauges."""
 
@@ -64,7 +127,8 @@ class Observer:
     ) -> None:
         self.redis = redis
         self.keys = keys
-        self.metrics = metrics
+        self.core = metrics
+        self.metrics = metrics.part(ObserverMetrics)
         self.clock = clock
         self.streams = {"traces": keys.traces, "dirty": keys.dirty, "anomalies": keys.anomalies}
         self._groups: set[tuple[str, str]] = set()  # label pairs set last time
@@ -160,7 +224,7 @@ class Observer:
             try:
                 await self.observe()
             except (RedisError, OSError) as e:
-                self.metrics.redis_errors.labels("observer").inc()
+                self.core.redis_errors.labels("observer").inc()
                 log.warning("event=observe_failed error=%r", f"{e.__class__.__name__}: {e}")
             await sleep_or_stop(stop, interval_s)
 

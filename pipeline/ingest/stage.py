@@ -23,6 +23,7 @@ from pipeline.buckets import BucketRef
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
 from pipeline.ingest.batch import BucketKeys, IngestCall, Item
+from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
@@ -77,6 +78,7 @@ class Ingestor:
         self.tz_name = str(zone.key)
         self.baselines = baselines
         self.metrics = metrics
+        self.series = metrics.part(IngestMetrics)
         self.consumer = consumer
         self._call = IngestCall(redis, keys, settings, rule, zone, window_s)
         self._cap_logged: dict[str, float] = {}
@@ -188,10 +190,7 @@ class Ingestor:
     async def watch_lag(self) -> None:
         """Export each group's lag on the streams ingest feeds; shout past the threshold."""
         for stream in (self.keys.traces, self.keys.dirty):
-            label = stream.removeprefix(self.keys.prefix)  # the observer's short names
             for lag in await streams.group_lags(self.redis, stream):
-                self.metrics.group_lag.labels(label, lag.group).set(lag.undelivered)
-                self.metrics.group_pending.labels(label, lag.group).set(lag.pending)
                 if lag.behind >= self.settings.lag_alert_entries:
                     log.error(
                         "event=group_lagging stream=%s group=%s undelivered=%d pending=%d "
@@ -251,16 +250,16 @@ class Ingestor:
         return total, rejected
 
     def _record(self, result: BatchResult, size: int, seconds: float) -> None:
-        m = self.metrics
-        m.ingest_events.labels("new").inc(result.new)
-        m.ingest_events.labels("duplicate").inc(result.duplicate)
-        m.ingest_events.labels("invalid").inc(result.invalid)
+        m = self.series
+        m.events.labels("new").inc(result.new)
+        m.events.labels("duplicate").inc(result.duplicate)
+        m.events.labels("invalid").inc(result.invalid)
         m.dirty_marks.inc(result.marked)
         m.anomalies.inc(result.anomalies)
         m.endpoint_capped.inc(result.capped)
         m.service_capped.inc(result.services_capped)
-        m.ingest_batch_size.observe(size)
-        m.ingest_batch_seconds.observe(seconds)
+        m.batch_size.observe(size)
+        m.batch_seconds.observe(seconds)
 
     async def apply(
         self, valid: list[Item]
@@ -340,7 +339,7 @@ class Ingestor:
                           approximate=True)
             pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
             await pipe.execute()
-        self.metrics.ingest_events.labels("dead_lettered").inc(len(bad))
+        self.series.events.labels("dead_lettered").inc(len(bad))
 
 
 def _add(a: BatchResult, b: BatchResult) -> BatchResult:

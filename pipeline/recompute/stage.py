@@ -25,6 +25,7 @@ from pipeline.buckets import BucketRef
 from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics
+from pipeline.recompute.metrics import RecomputeMetrics
 from pipeline.recompute.settings import RecomputeSettings
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.stats import Baseline, baselines_of
@@ -63,6 +64,7 @@ class Recomputer:
         self.settings = settings
         self.bucket_ttl_s = bucket_ttl_s
         self.metrics = metrics
+        self.series = metrics.part(RecomputeMetrics)
         self.consumer = consumer
         self._held: list[streams.Entry] = []
         self._store_script = PackedScript(redis, STORE_LUA)
@@ -213,9 +215,9 @@ class Recomputer:
         await streams.safe_trim(self.redis, self.keys.dirty)
 
     def _record(self, result: WindowResult) -> None:
-        self.metrics.recompute_buckets.inc(result.buckets)
-        self.metrics.recompute_window_seconds.observe(result.seconds)
-        self.metrics.recompute_last_window.set(time.time())
+        self.series.buckets.inc(result.buckets)
+        self.series.window_seconds.observe(result.seconds)
+        self.series.last_window.set(time.time())
         if result.buckets:
             log.info(
                 "event=window_cleared window=%d buckets=%d marks=%d held=%d seconds=%.3f",

@@ -5,7 +5,10 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.ingest.metrics import IngestMetrics
 from pipeline.metrics import Metrics
+from pipeline.recompute.metrics import RecomputeMetrics
+from services.observer import ObserverMetrics
 
 # The sample names each metric type exposes, from its family name.
 SUFFIXES = {
@@ -25,5 +28,13 @@ def sample_names(text: str) -> set[str]:
     return names
 
 
+# Every stage's own series: `run` registers all of them.
+PARTS = (IngestMetrics, RecomputeMetrics, ObserverMetrics)
+
+
 def full_exposition() -> str:
-    return generate_latest(Metrics().registry).decode()
+    """What a process running every stage exports."""
+    metrics = Metrics()
+    for part in PARTS:
+        metrics.part(part)
+    return generate_latest(metrics.registry).decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 
 import pytest
@@ -9,10 +10,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from pipeline.ingest.metrics import IngestMetrics
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
+from services.config import Settings
+from services.health import Health
 from services.observer import Observer
-from tests.ops.exposition import full_exposition
+from services.runner import Runtime, build_stages
+from tests.ops.exposition import PARTS, full_exposition, sample_names
 
 # What a series name may end with: its unit (or _total for counters, which
 # prometheus_client strips from the family name), per STYLE.md.
@@ -38,7 +43,7 @@ async def populated_exposition(redis: Redis, keys: Keys) -> str:
     await observer.observe()
     await redis.xadd(keys.anomalies, {"service": "checkout"})
     await observer.observe()
-    metrics.ingest_events.labels("new").inc(3)
+    metrics.part(IngestMetrics).events.labels("new").inc(3)
     metrics.check_requests.labels("anomaly").inc()
     metrics.check_seconds.observe(0.0004)
     metrics.redis_errors.labels("ingest").inc()
@@ -82,6 +87,22 @@ def test_no_endpoint_or_trace_labels() -> None:
     """Bounded cardinality: nothing labelled by endpoint, trace, bucket or consumer."""
     unbounded = {"endpoint", "trace_id", "bucket", "consumer", "path", "url"}
     metrics = Metrics()
+    for part in PARTS:
+        metrics.part(part)
     for collector in list(metrics.registry._collector_to_names):  # noqa: SLF001
         labels = set(getattr(collector, "_labelnames", ()))
         assert not labels & unbounded, (collector, labels)
+
+
+@pytest.mark.parametrize(("role", "own", "others"), [
+    ("ingest", "tla_ingest_events_total", ("tla_recompute_", "tla_stream_length")),
+    ("recompute", "tla_recompute_buckets_total", ("tla_ingest_", "tla_stream_length")),
+])
+def test_a_role_exports_its_own_families_only(role: str, own: str, others: tuple[str, ...]
+                                              ) -> None:
+    settings = Settings.load(env={})
+    rt = Runtime(settings, Redis(), "redis://unused", Metrics(), Health(), asyncio.Event())
+    assert list(build_stages(rt, [role])) == [role]
+    names = sample_names(generate_latest(rt.metrics.registry).decode())
+    assert own in names
+    assert not [n for n in names if n.startswith(others)]

@@ -69,7 +69,7 @@ async def test_samples_are_counted_once_trimmed_and_marked_dirty_once(redis: Red
                         STREAMS_SCHEMA["$defs"]["dirty"])
     pending = await redis.xpending(keys.traces, INGEST_GROUP)
     assert pending["pending"] == 0
-    counted = ing.metrics.ingest_events
+    counted = ing.series.events
     assert counted.labels("new")._value.get() == 120
     assert counted.labels("duplicate")._value.get() == 30
 
@@ -194,4 +194,4 @@ async def test_a_lost_group_is_recreated(redis: Redis, keys: Keys) -> None:
         await asyncio.sleep(0.05)
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert ing.metrics.ingest_events.labels("new")._value.get() == 1
+    assert ing.series.events.labels("new")._value.get() == 1
