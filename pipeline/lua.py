@@ -55,7 +55,7 @@ class PackedScript:
         """Send and read the reply, retried on connection errors as redis-py does (safe:
         a script that ran without its reply reaching us is idempotent for ingest)."""
         pool = self.redis.connection_pool
-        conn = await pool.get_connection()
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
 
         async def exchange() -> Any:
             await conn.send_packed_command(packed)

@@ -207,7 +207,7 @@ class PlainHistogram(Collector):
         self._documentation = documentation
         self._labelnames: tuple[str, ...] = ()
         self._bounds = tuple(bounds)
-        self._les = [floatToGoString(b) for b in bounds]
+        self._les: list[str] = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
         self._counts = [0] * len(bounds)
         self._sum = 0.0
         self._created = time.time()

@@ -42,7 +42,7 @@ def setting(default: Any, meaning: str, *, min: float | None = None,
 
 def spec_of(f: dataclasses.Field[Any]) -> Spec:
     spec = f.metadata.get("spec")
-    if spec is None:
+    if not isinstance(spec, Spec):
         raise TypeError(f"settings field {f.name!r} is not declared with setting(...)")
     return spec
 

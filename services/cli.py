@@ -6,8 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 from pipeline.errors import TLAError
 from services import logs
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
     from services import commands
 
-    handlers: dict[str, Any] = {
+    handlers: dict[str, Callable[[], Awaitable[int | None]]] = {
         "run": lambda: commands.run(settings, demo=args.demo),
         "demo": lambda: commands.run(settings, demo=True),
         "check": lambda: commands.check(settings, args),

@@ -139,6 +139,7 @@ class Settings:
         path = path or env.get("TLA_CONFIG") or None
         data = _read_yaml(Path(path)) if path else {}
         settings = _build(cls, data, env, section=None)
+        assert isinstance(settings, Settings)
         validate(settings)
         return settings
 
