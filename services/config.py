@@ -102,8 +102,9 @@ class ApiSettings:
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
     port: int = setting(
-        0, "`/metrics` `/healthz` `/readyz` listener of roles without the API (0: off; the "
-        "image sets 9464, the port registered for Prometheus exporters of this kind)",
+        0, "port of a `/metrics` `/healthz` `/readyz` listener, in any role (0: off; the api "
+        "role serves them on its own port too; the image sets 9464, the port registered for "
+        "Prometheus exporters of this kind)",
         min=0, max=65535)
     host: str = setting("127.0.0.1", "where that listener binds")
     observe_interval_s: float = setting(
