@@ -1,9 +1,8 @@
-"""Fixtures of the operations tests: the Prometheus binaries, free ports, expositions."""
+"""Fixtures of the operations tests: the Prometheus binaries."""
 
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
@@ -27,9 +26,3 @@ def promtool() -> str:
 @pytest.fixture
 def prometheus_bin() -> str:
     return _binary("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

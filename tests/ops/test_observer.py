@@ -18,7 +18,7 @@ from services import observer as observer_mod
 from services.config import MetricsSettings, Settings
 from services.health import Health
 from services.observer import MetricsStage, Observer
-from tests.ops.conftest import free_port
+from tests.support import eventually, free_port
 
 pytestmark = pytest.mark.redis
 
@@ -140,10 +140,15 @@ async def test_redis_down_is_counted_not_fatal(keys: Keys) -> None:
     obs, m = observer_for(dead, keys)
     stop = asyncio.Event()
     task = asyncio.create_task(obs.run(stop, interval_s=0.05))
-    while not value(m, "tla_redis_errors_total", stage="observer"):
-        await asyncio.sleep(0.02)
+    # Counted, and counted again: the loop goes on observing after each failure.
+    await eventually("two failed observations counted",
+                     lambda: (value(m, "tla_redis_errors_total", stage="observer") or 0) >= 2,
+                     timeout_s=10)
+    assert not task.done(), "the observer stopped on a Redis error"
     stop.set()
     await asyncio.wait_for(task, 5)
+    assert task.exception() is None
+    assert value(m, "tla_observe_last_timestamp_seconds") == 0  # no observation completed
     await dead.aclose()
 
 

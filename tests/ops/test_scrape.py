@@ -21,8 +21,8 @@ import redis
 import yaml
 
 from tests.conftest import REDIS_URL
-from tests.ops.conftest import free_port
 from tests.ops.test_exposition import promtool_check
+from tests.support import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

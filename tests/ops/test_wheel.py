@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.conftest import REDIS_URL
-from tests.ops.conftest import ROOT, free_port
+from tests.ops.conftest import ROOT
+from tests.support import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -6,13 +6,12 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +28,7 @@ from pipeline.metrics import Metrics
 from services import runner
 from services.config import Settings
 from tests.conftest import REDIS_URL
+from tests.support import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = str(Path(sys.executable).with_name("tempo-anomaly"))
@@ -41,23 +41,6 @@ BASE_NS = (int(time.time()) // 3600 - 48) * 3600 * 1_000_000_000
 def report(name: str, **numbers: object) -> None:
     """One line per test with the numbers it saw (pytest -rP or -s shows it)."""
     print(f"RELIABILITY {name} " + " ".join(f"{k}={v}" for k, v in numbers.items()))
-
-
-def wait_until(what: str, predicate: Callable[[], object], timeout_s: float = 60.0,
-               every_s: float = 0.1) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- ground truth ----------------------------------------------------------------------
@@ -121,24 +104,8 @@ def group_state(r: sync_redis.Redis, stream: str, group: str = INGEST_GROUP) -> 
 
 
 @pytest.fixture
-def rprefix() -> str:
-    return f"test:rel:{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-def sredis(rprefix: str) -> Iterator[sync_redis.Redis]:
-    """A synchronous client on the shared test Redis; every key of the test removed after."""
-    client = sync_redis.Redis.from_url(REDIS_URL)
-    client.ping()
-    yield client
-    for key in client.scan_iter(match=f"{rprefix}*", count=1000):
-        client.delete(key)
-    client.close()
-
-
-@pytest.fixture
-def truth(rprefix: str) -> Truth:
-    return Truth(Keys(rprefix))
+def truth(prefix: str) -> Truth:
+    return Truth(Keys(prefix))
 
 
 class Proc:
@@ -180,13 +147,13 @@ class Proc:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path, rprefix: str) -> Iterator[Callable[..., Proc]]:
+def spawn(tmp_path: Path, prefix: str) -> Iterator[Callable[..., Proc]]:
     """Start `tempo-anomaly <command>` with test settings; all are killed at teardown."""
     procs: list[Proc] = []
 
     def start(command: str, redis_url: str = REDIS_URL, **settings: object) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TLA_")}
-        env.update({"TLA_REDIS_URL": redis_url, "TLA_KEY_PREFIX": rprefix,
+        env.update({"TLA_REDIS_URL": redis_url, "TLA_KEY_PREFIX": prefix,
                     "TLA_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"})
         env.update({f"TLA_{k.upper()}": str(v) for k, v in settings.items()})
         name = f"{command}-{len(procs)}"
@@ -267,17 +234,6 @@ def make_ingestor(redis: Redis, prefix: str, consumer: str = "t-ingest",
                   metrics: Metrics | None = None, **env: object) -> Ingestor:
     s = settings_for(prefix, **env)
     return runner.make_ingestor(s, redis, metrics or Metrics(), consumer)
-
-
-@pytest.fixture
-async def aredis(rprefix: str) -> AsyncIterator[Redis]:
-    """An asyncio client on the shared test Redis; every key of the test removed after."""
-    client = Redis.from_url(REDIS_URL)
-    await client.ping()
-    yield client
-    async for key in client.scan_iter(match=f"{rprefix}*", count=1000):
-        await client.delete(key)
-    await client.aclose()
 
 
 async def drain(ingestor: Ingestor, rounds: int = 50) -> None:

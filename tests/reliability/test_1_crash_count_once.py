@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pipeline.keys import INGEST_GROUP
-from tests.reliability.conftest import Truth, group_state, random_event, report, wait_until
+from tests.reliability.conftest import Truth, group_state, random_event, report
+from tests.support import wait_until
 
 TRACES = 12000
 DUPLICATES = 1200  # the same entry produced twice (a retrying producer)

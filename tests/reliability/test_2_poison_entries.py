@@ -61,23 +61,23 @@ ODD_NAMES = [("{svc}", "GET /a|b"), ("s:v%c", "POST /{id}:x"), ("ünï", "GET /%
 
 
 async def test_poison_is_dead_lettered_and_good_entries_in_the_same_batch_count(
-    aredis: Redis, truth: Truth
+    redis: Redis, truth: Truth
 ) -> None:
     keys = truth.keys
     ids: dict[bytes, str] = {}
     good = 0
     for i, (entry, field) in enumerate(POISON):
-        ids[await aredis.xadd(keys.traces, entry)] = field
+        ids[await redis.xadd(keys.traces, entry)] = field
         fields = truth.make(*ODD_NAMES[i % len(ODD_NAMES)], BASE_NS + i)
-        await aredis.xadd(keys.traces, fields)
+        await redis.xadd(keys.traces, fields)
         good += 1
-    await aredis.xadd(keys.traces, {**GOOD, "extra": "z" * MB})  # unknown fields are ignored
+    await redis.xadd(keys.traces, {**GOOD, "extra": "z" * MB})  # unknown fields are ignored
     good_bucket = bucket_of(int(GOOD["start_ns"]), ZONE)
     truth.sent[GOOD["trace_id"]] = (BucketRef("svc", "GET /x", good_bucket).id, 12500)
     metrics = Metrics()
-    await drain(make_ingestor(aredis, keys.prefix, metrics=metrics))
+    await drain(make_ingestor(redis, keys.prefix, metrics=metrics))
 
-    dead = await aredis.xrange(keys.dead)
+    dead = await redis.xrange(keys.dead)
     assert len(dead) == len(POISON)
     for _id, fields in dead:
         origin = fields[b"origin_id"]
@@ -85,66 +85,66 @@ async def test_poison_is_dead_lettered_and_good_entries_in_the_same_batch_count(
         assert fields[b"error"].decode().startswith(ids[origin] + ":"), fields[b"error"]
         assert fields[b"consumer"] == b"t-ingest"
         assert all(len(v) < 2048 for v in fields.values())  # 1 MB values are clipped
-    assert (await aredis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
-    assert await _counted(aredis, truth) == truth.expected()
+    assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+    assert await _counted(redis, truth) == truth.expected()
     dead_total = metrics.registry.get_sample_value(
         "tla_ingest_events_total", {"outcome": "dead_lettered"})
     assert dead_total == len(POISON)
     report("poison_entries", poison_sent=len(POISON), good_sent=good + 1,
            dead_lettered=len(dead), counted=sum(sum(c.values()) for c in
-                                                (await _counted(aredis, truth)).values()),
+                                                (await _counted(redis, truth)).values()),
            pending_after=0)
 
 
-async def _counted(aredis: Redis, truth: Truth) -> dict[str, Counter[int]]:
+async def _counted(redis: Redis, truth: Truth) -> dict[str, Counter[int]]:
     out = {}
     for bucket in {b for b, _us in truth.sent.values()}:
-        out[bucket] = us_counts(await aredis.get(truth.keys.dur(bucket)))
+        out[bucket] = us_counts(await redis.get(truth.keys.dur(bucket)))
     return out
 
 
-async def test_processing_failure_dead_letters_only_the_culprit(aredis: Redis, truth: Truth) -> None:
+async def test_processing_failure_dead_letters_only_the_culprit(redis: Redis, truth: Truth) -> None:
     keys = truth.keys
     broken = truth.make("svc", "GET /broken", BASE_NS)
     broken_bucket, _ = truth.sent.pop(broken["trace_id"])
-    await aredis.set(keys.dur(broken_bucket), "not a list")  # not a sample ring: WRONGTYPE
-    culprit = await aredis.xadd(keys.traces, broken)
+    await redis.set(keys.dur(broken_bucket), "not a list")  # not a sample ring: WRONGTYPE
+    culprit = await redis.xadd(keys.traces, broken)
     for i in range(30):
-        await aredis.xadd(keys.traces, truth.make("svc", f"GET /ok{i % 3}", BASE_NS + i))
-    await drain(make_ingestor(aredis, keys.prefix))
+        await redis.xadd(keys.traces, truth.make("svc", f"GET /ok{i % 3}", BASE_NS + i))
+    await drain(make_ingestor(redis, keys.prefix))
 
-    dead = await aredis.xrange(keys.dead)
+    dead = await redis.xrange(keys.dead)
     assert [f[b"origin_id"] for _i, f in dead] == [culprit]
     assert b"processing failed: WRONGTYPE" in dead[0][1][b"error"]
-    assert await _counted(aredis, truth) == truth.expected()
-    assert (await aredis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+    assert await _counted(redis, truth) == truth.expected()
+    assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
     report("processing_failure", sent=31, counted=30, dead_lettered=1)
 
 
 async def test_entry_delivered_too_often_is_dead_lettered_and_acked(
-    aredis: Redis, truth: Truth
+    redis: Redis, truth: Truth
 ) -> None:
     keys = truth.keys
-    ingestor = make_ingestor(aredis, keys.prefix, ingest_max_deliveries=3,
+    ingestor = make_ingestor(redis, keys.prefix, ingest_max_deliveries=3,
                              ingest_claim_idle_s=0.05)
-    await aredis.xgroup_create(keys.traces, INGEST_GROUP, id="0", mkstream=True)
-    poison = await aredis.xadd(keys.traces, truth.make("svc", "GET /p", BASE_NS))
+    await redis.xgroup_create(keys.traces, INGEST_GROUP, id="0", mkstream=True)
+    poison = await redis.xadd(keys.traces, truth.make("svc", "GET /p", BASE_NS))
     truth.sent.clear()
-    await aredis.xadd(keys.traces, truth.make("svc", "GET /f", BASE_NS))
-    gone = await aredis.xadd(keys.traces, truth.make("svc", "GET /g", BASE_NS))
+    await redis.xadd(keys.traces, truth.make("svc", "GET /f", BASE_NS))
+    gone = await redis.xadd(keys.traces, truth.make("svc", "GET /g", BASE_NS))
     truth.sent.pop(next(reversed(truth.sent)))
     # A consumer that crashed on them: read, never acked. One entry was redelivered 5 times.
-    await aredis.xreadgroup(INGEST_GROUP, "ghost", {keys.traces: ">"})
-    await aredis.execute_command("XCLAIM", keys.traces, INGEST_GROUP, "ghost", 0, poison,
+    await redis.xreadgroup(INGEST_GROUP, "ghost", {keys.traces: ">"})
+    await redis.execute_command("XCLAIM", keys.traces, INGEST_GROUP, "ghost", 0, poison,
                                  "RETRYCOUNT", 5)
-    await aredis.xdel(keys.traces, gone)  # deleted while pending: XAUTOCLAIM reports it
+    await redis.xdel(keys.traces, gone)  # deleted while pending: XAUTOCLAIM reports it
     await asyncio.sleep(0.1)
     reclaimed = await ingestor.reclaim()
 
-    dead = await aredis.xrange(keys.dead)
+    dead = await redis.xrange(keys.dead)
     assert [f[b"origin_id"] for _i, f in dead] == [poison]
     assert b"delivered 6 times without an ack (max 3)" in dead[0][1][b"error"]
-    assert (await aredis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
-    assert await _counted(aredis, truth) == truth.expected()
+    assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
+    assert await _counted(redis, truth) == truth.expected()
     report("max_deliveries", reclaimed=reclaimed, dead_lettered=1, deleted_ids_acked=1,
            counted=1)

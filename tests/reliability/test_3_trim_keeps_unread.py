@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from pipeline import streams
 from pipeline.keys import INGEST_GROUP
 from pipeline.metrics import Metrics
+from services.observer import Observer
 from tests.reliability.conftest import Truth, drain, make_ingestor, random_event, report
 
 TRACES = 3000
@@ -20,26 +21,27 @@ NODE_ENTRIES = 100
 
 
 async def test_stalled_group_keeps_its_entries_and_is_reported(
-    aredis: Redis, truth: Truth, caplog: pytest.LogCaptureFixture
+    redis: Redis, truth: Truth, caplog: pytest.LogCaptureFixture
 ) -> None:
     keys = truth.keys
     rng = random.Random(3)
-    await aredis.xgroup_create(keys.traces, "stalled", id="0", mkstream=True)
-    await aredis.xgroup_create(keys.traces, "slow", id="0")
+    await redis.xgroup_create(keys.traces, "stalled", id="0", mkstream=True)
+    await redis.xgroup_create(keys.traces, "slow", id="0")
     ids = []
     for _ in range(TRACES):
-        ids.append(await aredis.xadd(keys.traces, random_event(truth, rng)))
+        ids.append(await redis.xadd(keys.traces, random_event(truth, rng)))
     # "slow" read 500 entries and acknowledged none of them yet (a consumer mid-crash).
-    await aredis.xreadgroup("slow", "s1", {keys.traces: ">"}, count=500)
-    metrics = Metrics()
-    ingestor = make_ingestor(aredis, keys.prefix, metrics=metrics,
-                             ingest_lag_alert_entries=1000)
+    await redis.xreadgroup("slow", "s1", {keys.traces: ">"}, count=500)
+    ingestor = make_ingestor(redis, keys.prefix, ingest_lag_alert_entries=1000)
     await drain(ingestor)
 
-    await streams.safe_trim(aredis, keys.traces)
-    assert await aredis.xlen(keys.traces) == TRACES  # "stalled" has read nothing
+    await streams.safe_trim(redis, keys.traces)
+    assert await redis.xlen(keys.traces) == TRACES  # "stalled" has read nothing
     with caplog.at_level(logging.ERROR, logger="pipeline.ingest"):
         await ingestor.watch_lag()
+    # The gauges are the observer's (the api process runs it); ingest logs the alarm.
+    metrics = Metrics()
+    await Observer(redis, keys, metrics).observe()
     lag = {g: metrics.registry.get_sample_value(
         "tla_stream_group_lag_entries", {"stream": "traces", "group": g})
         for g in ("stalled", "slow", INGEST_GROUP)}
@@ -49,34 +51,35 @@ async def test_stalled_group_keeps_its_entries_and_is_reported(
     assert pending_slow == 500
     shouted = [r.getMessage() for r in caplog.records if "event=group_lagging" in r.getMessage()]
     assert len(shouted) == 2 and any("group=stalled" in m for m in shouted)
+    assert any("group=slow undelivered=2500 pending=500" in m for m in shouted)
 
-    await aredis.xgroup_destroy(keys.traces, "stalled")
-    await streams.safe_trim(aredis, keys.traces)
-    left_slow = await aredis.xlen(keys.traces)
+    await redis.xgroup_destroy(keys.traces, "stalled")
+    await streams.safe_trim(redis, keys.traces)
+    left_slow = await redis.xlen(keys.traces)
     assert left_slow >= TRACES  # "slow" still needs its pending entries
     # "slow" catches up: its pending entries are still there to be read again.
-    pending = await aredis.xreadgroup("slow", "s1", {keys.traces: "0"}, count=500)
+    pending = await redis.xreadgroup("slow", "s1", {keys.traces: "0"}, count=500)
     assert [i for i, _f in pending[0][1]] == ids[:500]
-    await aredis.xack(keys.traces, "slow", *ids[:500])
-    while batch := await aredis.xreadgroup("slow", "s1", {keys.traces: ">"}, count=1000):
-        await aredis.xack(keys.traces, "slow", *[i for i, _f in batch[0][1]])
-    await streams.safe_trim(aredis, keys.traces)
-    left = await aredis.xlen(keys.traces)
+    await redis.xack(keys.traces, "slow", *ids[:500])
+    while batch := await redis.xreadgroup("slow", "s1", {keys.traces: ">"}, count=1000):
+        await redis.xack(keys.traces, "slow", *[i for i, _f in batch[0][1]])
+    await streams.safe_trim(redis, keys.traces)
+    left = await redis.xlen(keys.traces)
     assert left <= NODE_ENTRIES  # memory is bounded once every group has consumed
     report("trim_keeps_unread", traces_sent=TRACES, length_with_stalled_group=TRACES,
            length_with_slow_group_pending=left_slow, length_after_all_consumed=left,
            stalled_lag_reported=int(lag["stalled"] or 0), lag_alerts=len(shouted))
 
 
-async def test_trim_never_passes_undelivered_entries(aredis: Redis, truth: Truth) -> None:
+async def test_trim_never_passes_undelivered_entries(redis: Redis, truth: Truth) -> None:
     """A group that read half the stream (acked it all) keeps the unread half."""
     keys = truth.keys
     rng = random.Random(4)
-    await aredis.xgroup_create(keys.traces, "half", id="0", mkstream=True)
-    ids = [await aredis.xadd(keys.traces, random_event(truth, rng)) for _ in range(1000)]
-    got = await aredis.xreadgroup("half", "h", {keys.traces: ">"}, count=500)
-    await aredis.xack(keys.traces, "half", *[i for i, _f in got[0][1]])
-    await streams.safe_trim(aredis, keys.traces)
-    rest = await aredis.xrange(keys.traces, min=ids[500])
+    await redis.xgroup_create(keys.traces, "half", id="0", mkstream=True)
+    ids = [await redis.xadd(keys.traces, random_event(truth, rng)) for _ in range(1000)]
+    got = await redis.xreadgroup("half", "h", {keys.traces: ">"}, count=500)
+    await redis.xack(keys.traces, "half", *[i for i, _f in got[0][1]])
+    await streams.safe_trim(redis, keys.traces)
+    rest = await redis.xrange(keys.traces, min=ids[500])
     assert [i for i, _f in rest] == ids[500:]
-    assert await aredis.xlen(keys.traces) <= 500 + NODE_ENTRIES
+    assert await redis.xlen(keys.traces) <= 500 + NODE_ENTRIES

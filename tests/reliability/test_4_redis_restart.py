@@ -11,14 +11,8 @@ import pytest
 import redis as sync_redis
 
 from pipeline.keys import Keys
-from tests.reliability.conftest import (
-    BASE_NS,
-    Truth,
-    free_port,
-    group_state,
-    report,
-    wait_until,
-)
+from tests.reliability.conftest import BASE_NS, Truth, group_state, report
+from tests.support import free_port, wait_until
 
 PER_SIDE = 1500  # traces produced before the kill, and again around the restart
 
@@ -55,10 +49,10 @@ def check(port: int) -> httpx.Response:
     return httpx.post(f"http://127.0.0.1:{port}/v1/anomaly/check", json=body, timeout=10)
 
 
-def run_outage(tmp_path: Path, spawn, redis_server, rprefix: str, *redis_args: str):
+def run_outage(tmp_path: Path, spawn, redis_server, prefix: str, *redis_args: str):
     server = redis_server(*redis_args)
     server.start()
-    truth = Truth(Keys(rprefix))
+    truth = Truth(Keys(prefix))
     api_port = free_port()
     proc = spawn("run", redis_url=server.url, api_port=api_port, api_cache_ttl_s=0,
                  recompute_interval_s=2, ingest_claim_idle_s=2, rule_window_size=100000)
@@ -99,9 +93,9 @@ def _status(port: int, path: str) -> int:
 
 
 @pytest.mark.slow
-def test_with_aof_nothing_acknowledged_is_lost(tmp_path, spawn, redis_server, rprefix) -> None:
+def test_with_aof_nothing_acknowledged_is_lost(tmp_path, spawn, redis_server, prefix) -> None:
     proc, producer, truth, client, _before = run_outage(
-        tmp_path, spawn, redis_server, rprefix, "--appendonly", "yes", "--appendfsync", "always")
+        tmp_path, spawn, redis_server, prefix, "--appendonly", "yes", "--appendfsync", "always")
     counted = truth.counted(client)
     # Every acknowledged trace is counted exactly once; a trace whose XADD reply was lost
     # in the crash may be counted (it was applied) or not (it was not), never twice.
@@ -120,9 +114,9 @@ def test_with_aof_nothing_acknowledged_is_lost(tmp_path, spawn, redis_server, rp
 
 @pytest.mark.slow
 def test_without_persistence_groups_are_recreated(tmp_path, spawn, redis_server,
-                                                  rprefix) -> None:
+                                                  prefix) -> None:
     proc, producer, truth, client, before = run_outage(
-        tmp_path, spawn, redis_server, rprefix, "--appendonly", "no")
+        tmp_path, spawn, redis_server, prefix, "--appendonly", "no")
     counted = truth.counted(client)
     flat = {us for samples in counted.values() for us in samples}
     after = [t for t in producer.acked if t not in before]

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from pipeline.keys import INGEST_GROUP, RECOMPUTE_GROUP
-from tests.reliability.conftest import Truth, group_state, random_event, report, wait_until
+from tests.reliability.conftest import Truth, group_state, random_event, report
+from tests.support import wait_until
 
 # The runner cancels stages still running after 15 s; a clean stop must come well before.
 EXIT_BOUND_S = 20.0

@@ -7,7 +7,8 @@ import random
 import pytest
 
 from pipeline.keys import RECOMPUTE_GROUP
-from tests.reliability.conftest import Truth, group_state, random_event, report, wait_until
+from tests.reliability.conftest import Truth, group_state, random_event, report
+from tests.support import wait_until
 
 WINDOW_S = 2
 SETTINGS = {"recompute_interval_s": WINDOW_S, "recompute_claim_idle_s": 3,

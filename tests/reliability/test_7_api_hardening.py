@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from services import api
-from tests.reliability.conftest import ROOT, free_port, report, wait_until
+from tests.reliability.conftest import ROOT, report
+from tests.support import free_port, wait_until
 
 TOKEN = "t0ken-Do-not-log"
 MAX_BODY = 8192

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,25 +15,11 @@ import pytest
 import redis as redis_sync
 
 from tests.conftest import REDIS_URL
+from tests.support import free_port, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BIN = [sys.executable, "-m", "services.cli"]
 ROOT = Path(__file__).parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -69,7 +54,7 @@ def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix
     proc = subprocess.Popen([*BIN, "run"], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: api_up(env["TLA_API_PORT"]), 20, "the API")
+        wait_until("the API", lambda: api_up(env["TLA_API_PORT"]), 20)
         r = redis_sync.Redis.from_url(REDIS_URL)
         now = time.time_ns()
         for i in range(80):
@@ -85,7 +70,7 @@ def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix
             done = subprocess.run(check, env=env, cwd=ROOT, text=True, capture_output=True)
             return done.stdout.startswith("ANOMALY: 900 ms > threshold")
 
-        wait_for(flagged, 20, "a baseline that flags 900 ms")
+        wait_until("a baseline that flags 900 ms", flagged, 20)
         base = subprocess.run([*BIN, "baseline", "--service", "checkout", "--endpoint", "POST /pay"],
                               env=env, cwd=ROOT, text=True, capture_output=True)
         assert "n=80" in base.stdout, base.stdout + base.stderr
