@@ -12,6 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from pipeline.buckets import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
 from pipeline.errors import InvalidEvent
@@ -41,8 +42,16 @@ NAME_CACHE_SIZE = 8192
 # which also keeps the cache's keys small.
 MAX_UTF8_BYTES_PER_CHAR = 4
 
-# (trace_id, service, endpoint, start_ns, duration_ms, source): TraceEvent's fields.
+# (trace_id, service, endpoint, start_ns, duration_ms, source): TraceEvent's fields, as a
+# plain tuple read through the index names below. Ingest builds one per event, and a
+# NamedTuple cost ~0.7 us more per event to build (timeit here), a few % of ingest.
 EventParts = tuple[str, str, str, int, float, str]
+TRACE_ID: Final = 0
+SERVICE: Final = 1
+ENDPOINT: Final = 2
+START_NS: Final = 3
+DURATION_MS: Final = 4
+SOURCE: Final = 5
 
 
 @dataclass(frozen=True, slots=True)

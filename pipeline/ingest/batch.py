@@ -10,13 +10,22 @@ of ingest's Python time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
-from pipeline.events import EventParts, TraceEvent, format_ms
+from pipeline.events import (
+    DURATION_MS,
+    ENDPOINT,
+    SERVICE,
+    START_NS,
+    TRACE_ID,
+    EventParts,
+    TraceEvent,
+    format_ms,
+)
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
@@ -55,7 +64,11 @@ class BucketKeys:
 
 
 # One valid entry on its way to the script: stream id, parsed fields, its bucket.
+# (entry id, the event, its bucket), read through the index names below.
 Item = tuple[bytes, EventParts, BucketKeys]
+ENTRY_ID: Final = 0
+PARTS: Final = 1
+BUCKET: Final = 2
 
 
 class IngestCall:
@@ -81,13 +94,14 @@ class IngestCall:
 
     def bucket(self, parts: EventParts) -> BucketKeys:
         """The event's bucket with its key names, built once per bucket (escaping is slow)."""
-        time_bucket = self._zone_buckets(parts[3])
-        memo_key = (parts[1], parts[2], time_bucket.hour, time_bucket.day_type)
+        time_bucket = self._zone_buckets(parts[START_NS])
+        memo_key = (parts[SERVICE], parts[ENDPOINT], time_bucket.hour, time_bucket.day_type)
         bucket = self._bucket_memo.get(memo_key)
         if bucket is None:
             if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
                 self._bucket_memo.clear()
-            bucket = BucketKeys.of(BucketRef(parts[1], parts[2], time_bucket), self.keys)
+            ref = BucketRef(parts[SERVICE], parts[ENDPOINT], time_bucket)
+            bucket = BucketKeys.of(ref, self.keys)
             self._bucket_memo[memo_key] = bucket
         return bucket
 
@@ -104,12 +118,12 @@ class IngestCall:
         for bucket, items in groups.items():
             keys += bucket.keys
             per_bucket += [bucket.id_b, bucket.service_b, bucket.endpoint_b, b"%d" % len(items)]
-            per_bucket += [pack_ms(parts[4]) for _i, parts, _b in items]
-            seen_keys += [(bucket.seen + parts[0]).encode() for _i, parts, _b in items]
+            per_bucket += [pack_ms(parts[DURATION_MS]) for _i, parts, _b in items]
+            seen_keys += [(bucket.seen + parts[TRACE_ID]).encode() for _i, parts, _b in items]
             threshold = self._threshold(bucket, baselines[bucket.id])
             if threshold is not None:
                 for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
-                    if parts[4] > threshold.value_ms:
+                    if parts[DURATION_MS] > threshold.value_ms:
                         fields = self._anomaly(parts, bucket, baselines[bucket.id])
                         flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
             ids += [entry_id for entry_id, _p, _b in items]

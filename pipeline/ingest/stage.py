@@ -22,7 +22,7 @@ from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
-from pipeline.ingest.batch import BucketKeys, IngestCall, Item
+from pipeline.ingest.batch import BUCKET, ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
@@ -243,7 +243,7 @@ class Ingestor:
             except ResponseError as e:
                 if streams.is_nogroup(e) or isinstance(e, NoScriptError):
                     raise
-                rejected.append((item[0], f"processing failed: {e}"))
+                rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
                 continue
             rejected += capped
             total = _add(total, one)
@@ -269,9 +269,9 @@ class Ingestor:
         cap, each with the reason."""
         groups: dict[BucketKeys, list[Item]] = {}
         for item in valid:
-            group = groups.get(item[2])
+            group = groups.get(item[BUCKET])
             if group is None:
-                groups[item[2]] = group = []
+                groups[item[BUCKET]] = group = []
             group.append(item)
         baselines = await self.baselines.get_many([b.id for b in groups])
         new, dup, marked, flagged, *capped = await self._call(groups, baselines)
