@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, NotRequired, TypedDict
 
 from pipeline.buckets import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
 from pipeline.errors import InvalidEvent
@@ -173,9 +173,20 @@ def parse_strict(fields: dict[bytes, bytes]) -> TraceEvent:
     return TraceEvent(trace_id, service, endpoint, start_ns, duration_ms, source)
 
 
-def to_fields(event: TraceEvent) -> dict[str, str]:
+class TraceEntry(TypedDict):
+    """A `<p>traces` entry: what any producer XADDs (schemas/trace_event.schema.json)."""
+
+    trace_id: str
+    service: str
+    endpoint: str
+    start_ns: str
+    duration_ms: str
+    source: NotRequired[str]
+
+
+def to_fields(event: TraceEvent) -> TraceEntry:
     """The stream entry for an event (what producers XADD)."""
-    fields = {
+    fields: TraceEntry = {
         "trace_id": event.trace_id,
         "service": event.service,
         "endpoint": event.endpoint,

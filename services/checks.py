@@ -10,7 +10,7 @@ everything else to `check_of`, so answers and errors are identical
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -41,6 +41,23 @@ from pipeline.events import (
 MAX_REFS = 50_000
 # The longest decimal string that can still be in range (unix ns before 2100: 19 digits).
 MAX_START_DIGITS = 20
+
+
+class CheckRequest(TypedDict):
+    """`POST /v1/anomaly/check` (OpenAPI `CheckRequest`). What arrives is untrusted JSON,
+    so the parsers take `dict[str, Any]` and check every field; clients build this."""
+
+    rootServiceName: str
+    rootTraceName: str
+    startTimeUnixNano: str | int  # unix ns, as a decimal string (uint64 in OTLP JSON)
+    durationMs: float
+    traceId: NotRequired[str]
+
+
+class CheckBatchRequest(TypedDict):
+    """`POST /v1/anomaly/check:batch`: up to 1000 checks."""
+
+    traces: list[CheckRequest]
 
 
 def json_of(body: bytes) -> Any:

@@ -16,6 +16,7 @@ from pipeline.buckets import BucketRef, TimeBucket, bucket_of, load_zone
 from pipeline.errors import ConfigError
 from pipeline.rule import where
 from services import runner
+from services.checks import CheckRequest
 from services.config import Settings
 from services.demo import DemoTraffic, print_anomalies
 from services.embedded import url_file
@@ -76,7 +77,7 @@ async def _call(settings: Settings, method: str, path: str, **kw: Any) -> tuple[
 
 
 async def check(settings: Settings, args: argparse.Namespace) -> int:
-    body = {
+    body: CheckRequest = {
         "rootServiceName": args.service,
         "rootTraceName": args.endpoint,
         "startTimeUnixNano": str(args.start_ns or time.time_ns()),

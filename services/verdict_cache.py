@@ -105,8 +105,6 @@ class VerdictCache:
         probe = evaluate(0.0, ref, baseline, self.rule, self.tz_name)
         template = verdict_json(probe, self.rule, self.tz_name)
         base = baseline_json(probe.baseline)  # None also when the count is 0
-        if base is not None:
-            base.pop("ageS")
         judged = probe.status in ("normal", "anomaly")
         tail = ""
         threshold_ms = 0.0

@@ -1,16 +1,58 @@
-"""JSON shapes of verdicts and baselines (camelCase, the seed's API contract), shared by API and CLI."""
+"""JSON shapes of verdicts and baselines (camelCase, the seed's API contract, OpenAPI
+`components.schemas`), typed, shared by API and CLI."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TypedDict
 
 from pipeline.buckets import BucketRef
 from pipeline.rule import RuleParams, Threshold, Verdict
 from pipeline.stats import Baseline
 
 
-def bucket_json(ref: BucketRef, tz_name: str) -> dict[str, Any]:
+class BucketJson(TypedDict):
+    service: str
+    endpoint: str
+    hour: int
+    dayType: str
+    timezone: str
+    id: str
+
+
+class BaselineJson(TypedDict):
+    p50: float
+    p95: float
+    mad: float
+    count: int
+    updatedMs: int
+    ageS: float
+
+
+class ThresholdJson(TypedDict):
+    valueMs: float
+    term: str
+    p95TermMs: float
+    madTermMs: float
+    factor: float
+    k: float
+    minSamples: int
+    floorMs: float
+
+
+class VerdictJson(TypedDict):
+    """The answer to one check (OpenAPI `Verdict`)."""
+
+    isAnomaly: bool
+    status: str
+    durationMs: float
+    bucket: BucketJson
+    baseline: BaselineJson | None
+    threshold: ThresholdJson | None
+    reason: str
+
+
+def bucket_json(ref: BucketRef, tz_name: str) -> BucketJson:
     return {
         "service": ref.service,
         "endpoint": ref.endpoint,
@@ -21,7 +63,7 @@ def bucket_json(ref: BucketRef, tz_name: str) -> dict[str, Any]:
     }
 
 
-def baseline_json(b: Baseline | None, now_ms: int | None = None) -> dict[str, Any] | None:
+def baseline_json(b: Baseline | None, now_ms: int | None = None) -> BaselineJson | None:
     if b is None:
         return None
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -35,7 +77,7 @@ def baseline_json(b: Baseline | None, now_ms: int | None = None) -> dict[str, An
     }
 
 
-def threshold_json(t: Threshold | None, p: RuleParams) -> dict[str, Any] | None:
+def threshold_json(t: Threshold | None, p: RuleParams) -> ThresholdJson | None:
     if t is None:
         return None
     return {
@@ -50,7 +92,7 @@ def threshold_json(t: Threshold | None, p: RuleParams) -> dict[str, Any] | None:
     }
 
 
-def verdict_json(v: Verdict, p: RuleParams, tz_name: str) -> dict[str, Any]:
+def verdict_json(v: Verdict, p: RuleParams, tz_name: str) -> VerdictJson:
     return {
         "isAnomaly": v.is_anomaly,
         "status": v.status,

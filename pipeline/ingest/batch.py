@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
+from pipeline.entries import AnomalyEntry
 from pipeline.events import (
     DURATION_MS,
     ENDPOINT,
@@ -154,10 +155,11 @@ def anomaly_fields(event: TraceEvent, verdict: Verdict) -> list[str]:
     """Flat fields of one `<p>anomalies` entry (readable with redis-cli XRANGE)."""
     b, t = verdict.baseline, verdict.threshold
     assert b is not None and t is not None
-    return [
-        "trace_id", event.trace_id, "service", event.service, "endpoint", event.endpoint,
-        "bucket", verdict.ref.id, "start_ns", str(event.start_ns),
-        "duration_ms", format_ms(event.duration_ms), "threshold_ms", format_ms(t.value_ms),
-        "term", t.term, "p50", format_ms(b.p50), "p95", format_ms(b.p95),
-        "mad", format_ms(b.mad), "count", str(b.count), "reason", verdict.reason,
-    ]
+    entry: AnomalyEntry = {
+        "trace_id": event.trace_id, "service": event.service, "endpoint": event.endpoint,
+        "bucket": verdict.ref.id, "start_ns": str(event.start_ns),
+        "duration_ms": format_ms(event.duration_ms), "threshold_ms": format_ms(t.value_ms),
+        "term": t.term, "p50": format_ms(b.p50), "p95": format_ms(b.p95),
+        "mad": format_ms(b.mad), "count": str(b.count), "reason": verdict.reason,
+    }
+    return [text for name, value in entry.items() for text in (name, str(value))]

@@ -20,6 +20,7 @@ from redis.typing import EncodableT, FieldT
 from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef
+from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
 from pipeline.ingest.batch import BUCKET, ENTRY_ID, BucketKeys, IngestCall, Item
@@ -330,11 +331,10 @@ class Ingestor:
         async with self.redis.pipeline(transaction=True) as pipe:
             for entry_id, fields, error in bad:
                 log.warning("event=dead_letter origin_id=%s error=%r", entry_id.decode(), error)
+                meta: DeadLetterMeta = {"error": error, "origin_id": entry_id.decode(),
+                                        "consumer": self.consumer}
                 record = clip_fields(fields)
-                record.update(
-                    {b"error": error.encode(), b"origin_id": entry_id,
-                     b"consumer": self.consumer.encode()}
-                )
+                record.update({name.encode(): str(value).encode() for name, value in meta.items()})
                 pipe.xadd(self.keys.dead, record, maxlen=DEAD_MAXLEN,
                           approximate=True)
             pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])

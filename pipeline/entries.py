@@ -1,0 +1,53 @@
+"""The fields of the stream entries and hashes the pipeline writes itself, typed.
+
+Their JSON Schemas are in schemas/streams.schema.json (a test checks both name the same
+fields); the trace events any producer writes are `pipeline.events.TraceEntry`. Every
+value is a string, as Redis stores it.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+
+class DirtyEntry(TypedDict):
+    """`<p>dirty`: a bucket got samples in a recompute window (written by ingest.lua)."""
+
+    bucket: str
+    window: str  # floor(server unix seconds / window length)
+
+
+class AnomalyEntry(TypedDict):
+    """`<p>anomalies`: an ingested trace that broke its bucket's threshold."""
+
+    trace_id: str
+    service: str
+    endpoint: str
+    bucket: str
+    start_ns: str
+    duration_ms: str
+    threshold_ms: str
+    term: str
+    p50: str
+    p95: str
+    mad: str
+    count: str
+    reason: str
+
+
+class DeadLetterMeta(TypedDict):
+    """`<p>traces:dead`: what is added to the original (clipped) fields."""
+
+    error: str
+    origin_id: str
+    consumer: str
+
+
+class BaselineHash(TypedDict):
+    """`<p>base:{svc|ep}:<hour>:<daytype>` (written by recompute's store.lua)."""
+
+    p50: str
+    p95: str
+    mad: str
+    count: str
+    updated_ms: str
