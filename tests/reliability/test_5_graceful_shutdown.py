@@ -14,13 +14,22 @@ from tests.support import wait_until
 
 # The runner cancels stages still running after 15 s; a clean stop must come well before.
 EXIT_BOUND_S = 20.0
+# Recompute's window here. Ingest is stopped just after a boundary, so its last marks
+# stay in the open window (held by recompute) for this long while ingest exits.
+WINDOW_S = 4
+
+
+def window_second(r) -> float:  # type: ignore[no-untyped-def]
+    """Seconds since the current window began, by the Redis server's clock (as recompute's)."""
+    seconds, micros = r.time()
+    return (seconds % WINDOW_S) + micros / 1e6
 
 
 @pytest.mark.slow
 def test_sigterm_under_load_leaves_nothing_pending(sredis, truth: Truth, spawn) -> None:
     rng = random.Random(5)
     keys = truth.keys
-    settings = {"ingest_batch_size": 50, "recompute_interval_s": 2, "api_cache_ttl_s": 1}
+    settings = {"ingest_batch_size": 50, "recompute_interval_s": WINDOW_S, "api_cache_ttl_s": 1}
     ingest = [spawn("ingest", ingest_consumer=f"g{i}", **settings) for i in range(2)]
     recompute = spawn("recompute", ingest_consumer="g-r", **settings)
     wait_until("the groups", lambda: group_state(sredis, keys.traces) != (-1, -1)
@@ -42,6 +51,10 @@ def test_sigterm_under_load_leaves_nothing_pending(sredis, truth: Truth, spawn) 
     producer.start()
     try:
         time.sleep(1.0)
+        # Just after a boundary, mid-batch: the marks ingest makes until it exits are held
+        # by recompute until the window closes, nearly a whole window later.
+        wait_until("a window to begin", lambda: window_second(sredis) < 0.3, 2 * WINDOW_S,
+                   every_s=0.01)
         wait_until("ingest mid-batch", lambda: group_state(sredis, keys.traces)[1] > 0, 20,
                    every_s=0.005)
         started = time.monotonic()
@@ -54,7 +67,7 @@ def test_sigterm_under_load_leaves_nothing_pending(sredis, truth: Truth, spawn) 
         producer.join()
     # Marks of the open window are held pending by recompute until it stops.
     wait_until("recompute to hold marks", lambda: group_state(
-        sredis, keys.dirty, RECOMPUTE_GROUP)[1] > 0, 10, every_s=0.01)
+        sredis, keys.dirty, RECOMPUTE_GROUP)[1] > 0, WINDOW_S, every_s=0.01)
     held = group_state(sredis, keys.dirty, RECOMPUTE_GROUP)[1]
     codes.append(recompute.terminate(EXIT_BOUND_S))
 
