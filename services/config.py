@@ -63,6 +63,9 @@ class TempoSettings:
     lease_ttl_s: float = 10.0
     # Newest seconds Tempo hides (3.x `query_end_cutoff`); unset: 30 on 3.x, 0 on 2.x.
     end_cutoff_s: float | None = None
+    # A search Tempo cannot answer (429, 5xx, timeout) is retried in place this long before
+    # the poll cycle ends; the next cycle resumes after the last recorded part. 0: no retry.
+    search_retry_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

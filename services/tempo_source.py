@@ -3,9 +3,10 @@
 Every `interval_s` the leader searches [min(now, watermark) - lookback, now - cutoff] in
 windows of at most `lookback_s` (so after an outage it catches up window by window, at
 most `max_catchup_s` back), bisecting any truncated window, and moves the watermark to the
-end of each window once it is fully published. Tempo outages (429, 5xx, timeouts) back off
-with jitter; rejections (400/401/403/404) log what to fix and back off longer; neither
-stops the stage. `backfill` pulls history once, for a cold start.
+end of each window once it is fully published. A search Tempo cannot answer (429, 5xx,
+timeouts) is retried in place with jittered backoff for up to `search_retry_s`; only then
+does the cycle end and back off. Rejections (400/401/403/404) log what to fix and back off
+longer; neither stops the stage. `backfill` pulls history once, for a cold start.
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
-from pipeline.tempo import Harvester, HarvestParams, Window, chunks, remember_published
+from pipeline.tempo import (
+    Harvester,
+    HarvestParams,
+    SearchRetry,
+    Window,
+    chunks,
+    remember_published,
+)
 from pipeline.tempo_client import (
     TempoClient,
     TempoError,
@@ -42,8 +50,6 @@ log = logging.getLogger(__name__)
 REJECTED_CAP_S = 300.0
 # Backfill searches history in windows this long, bisected when truncated.
 BACKFILL_WINDOW_S = 3600
-# Attempts per backfill window before it is given up (and counted in the summary).
-BACKFILL_ATTEMPTS = 6
 # How long the leader waits for its lease-keeping helpers once it cancelled them.
 HELPER_STOP_S = 5.0
 
@@ -80,6 +86,8 @@ def validate_tempo(t: TempoSettings) -> None:
         raise ConfigError(f"TLA_TEMPO_LEASE_TTL_S must be >= 1, got {t.lease_ttl_s}")
     if t.end_cutoff_s is not None and t.end_cutoff_s < 0:
         raise ConfigError(f"TLA_TEMPO_END_CUTOFF_S must be >= 0, got {t.end_cutoff_s}")
+    if t.search_retry_s < 0:
+        raise ConfigError(f"TLA_TEMPO_SEARCH_RETRY_S must be >= 0, got {t.search_retry_s}")
 
 
 def make_client(t: TempoSettings) -> TempoClient:
@@ -123,8 +131,8 @@ class TempoSource:
         self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
                                    features_for(None))
         self._features_known = False
-        self._unavailable = Backoff(base_s=min(1.0, tempo.interval_s),
-                                    cap_s=min(60.0, max(1.0, tempo.interval_s * 4)))
+        retry = search_retry(tempo)
+        self._unavailable = Backoff(base_s=retry.base_s, cap_s=retry.cap_s)
         self._rejected = Backoff(base_s=tempo.interval_s, cap_s=REJECTED_CAP_S)
 
     @classmethod
@@ -229,14 +237,14 @@ class TempoSource:
         self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None
     ) -> float:
         self.metrics.tempo_polls.labels(outcome).inc()
-        self.metrics.tempo_errors.labels(e.kind).inc()
         delay_s = min(REJECTED_CAP_S, max(delay_s, at_least_s or 0.0))
         if isinstance(e, TempoRejected):
+            self.metrics.tempo_errors.labels(e.kind).inc()
             log.error("event=tempo_rejected status=%d body=%r fix=%r retry_in_s=%.1f",
                       e.status, e.body, e.hint, delay_s)
-        else:
-            log.warning("event=tempo_unavailable kind=%s error=%r retry_in_s=%.1f",
-                        e.kind, str(e), delay_s)
+        else:  # the harvester counted each failed attempt
+            log.warning("event=tempo_unavailable kind=%s error=%r retry_bound_s=%.1f "
+                        "retry_in_s=%.1f", e.kind, str(e), self.tempo.search_retry_s, delay_s)
         return delay_s
 
     async def catch_up(self, halt: asyncio.Event) -> None:
@@ -271,8 +279,16 @@ async def _link(stop: asyncio.Event, halt: asyncio.Event) -> None:
     halt.set()
 
 
+def search_retry(t: TempoSettings) -> SearchRetry:
+    """Retries start near one interval (at most 1 s) and double up to four intervals
+    (1-60 s): the same steps as the backoff between failed cycles."""
+    return SearchRetry(bound_s=t.search_retry_s, base_s=min(1.0, t.interval_s),
+                       cap_s=min(60.0, max(1.0, t.interval_s * 4)))
+
+
 def harvest_params(t: TempoSettings) -> HarvestParams:
-    return HarvestParams(query=t.query, limit=t.limit, spss=t.spss, min_window_s=t.min_window_s)
+    return HarvestParams(query=t.query, limit=t.limit, spss=t.spss, min_window_s=t.min_window_s,
+                         retry=search_retry(t))
 
 
 # ---------------------------------------------------------------------------------------
@@ -358,7 +374,8 @@ class _Progress:
 async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: int,
                    progress: TextIO) -> BackfillSummary:
     """Publish every trace of the last `since_s` seconds (minus Tempo's cutoff), window by
-    window. Rejections raise ConfigError; outages are retried, then counted as failed."""
+    window. Rejections raise ConfigError; a search still failing after `search_retry_s`
+    counts its window as failed."""
     started = time.monotonic()
     t = settings.tempo
     keys = settings.keys()
@@ -387,7 +404,7 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
             harvester.skip_covered = covered
             for g_start, g_end in uncovered(window.start_s, window.end_s, covered):
                 part = Window(g_start, g_end)
-                if await _cover_retrying(harvester, part, metrics, t.interval_s):
+                if await _cover_or_fail(harvester, part):
                     await record_coverage(coverage, harvester, part)
                 else:
                     failed += 1
@@ -411,25 +428,18 @@ async def record_coverage(coverage: Coverage, harvester: Harvester, window: Wind
         await coverage.add(start_s, end_s)
 
 
-async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics,
-                          base_s: float) -> bool:
-    backoff = Backoff(base_s=min(1.0, base_s), cap_s=30.0)
-    for attempt in range(1, BACKFILL_ATTEMPTS + 1):
-        try:
-            return await harvester.cover(window)
-        except TempoRejected as e:
-            metrics.tempo_errors.labels(e.kind).inc()
-            raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
-        except TempoUnavailable as e:
-            metrics.tempo_errors.labels(e.kind).inc()
-            delay_s = max(backoff.next_delay_s(), e.retry_after_s or 0.0)
-            log.warning("event=tempo_backfill_retry start_s=%d end_s=%d attempt=%d kind=%s "
-                        "retry_in_s=%.1f", window.start_s, window.end_s, attempt, e.kind, delay_s)
-            if attempt < BACKFILL_ATTEMPTS:
-                await asyncio.sleep(delay_s)
-    log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d", window.start_s,
-              window.end_s)
-    return False
+async def _cover_or_fail(harvester: Harvester, window: Window) -> bool:
+    """Cover `window` (the harvester retries failed searches in place); False when Tempo
+    stayed unavailable past the retry bound."""
+    try:
+        return await harvester.cover(window)
+    except TempoRejected as e:
+        harvester.metrics.tempo_errors.labels(e.kind).inc()
+        raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
+    except TempoUnavailable as e:
+        log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d kind=%s error=%r",
+                  window.start_s, window.end_s, e.kind, str(e))
+        return False
 
 
 async def _advance_after_backfill(watermark: Watermark, start_s: int, end_s: int) -> None:
