@@ -6,10 +6,14 @@ exactly `limit` traces is treated as truncated and its window is split in two an
 searched again, down to `min_window_s`. Tempo matches traces that *overlap* a window,
 so neighbouring windows and overlapping polls return some traces twice: a bounded local
 cache of recently published trace IDs keeps the stream free of repeats (the ingest
-dedup stays the authority across processes).
+dedup stays the authority across processes). A truncated answer that is split is not
+published: its halves return every trace it held. So everything published came from a
+part searched as far as it can be, and recording those parts records what was published.
 
 A search Tempo cannot answer now (429 when its queue is full, 5xx, timeouts) is retried
-in place (`SearchRetry`), so one rejected search costs one backoff, not the window.
+in place (`SearchRetry`), so one rejected search costs one backoff, not the window. The
+parts of a window complete oldest first, and `cover` reports each one as it completes,
+so the caller can record progress at the granularity of what was published.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import bisect
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +98,11 @@ class HarvestParams:
     retry: SearchRetry | None = None  # None: a failed search propagates at once
 
 
+# Called as each part of a window completes, oldest first: (part, complete). `complete` is
+# False for a minimal part that stayed truncated: searched as far as Tempo allows, not fully.
+PartDone = Callable[[Window, bool], Awaitable[None]]
+
+
 class _Retrying:
     """The in-place retries of one search under a SearchRetry (None: no retries)."""
 
@@ -164,8 +174,6 @@ class Harvester:
     # Sorted, disjoint [start_s, end_s] ranges some search already covered (backfill sets
     # it): a trace overlapping one was returned by that search and published then.
     skip_covered: list[tuple[int, int]] = field(default_factory=list)
-    # Minimal windows that stayed truncated: not fully searched, so not covered.
-    unresolved_parts: list[Window] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.limit = self.params.limit
@@ -174,12 +182,13 @@ class Harvester:
     def query(self) -> str:
         return effective_query(self.params.query, self.features)
 
-    async def cover(self, window: Window, stop: asyncio.Event | None = None) -> bool:
-        """Search `window` until no part is truncated; False if `stop` interrupted it.
-        TempoError propagates (an outage only once it outlasted the retry bound): the
-        caller decides between backing off and giving up."""
+    async def cover(self, window: Window, stop: asyncio.Event | None = None,
+                    done: PartDone | None = None) -> bool:
+        """Search `window` until no part is truncated, calling `done` as each part completes
+        (oldest first, so everything from window.start_s to that part's end is then
+        published); False if `stop` interrupted it. TempoError propagates (an outage only
+        once it outlasted the retry bound): the caller decides what to do next."""
         pending = [window]
-        self.unresolved_parts.clear()
         while pending:
             if stop is not None and stop.is_set():
                 return False
@@ -187,26 +196,29 @@ class Harvester:
             page = await self.search(part, stop)
             if page is None:
                 return False
+            if page.returned >= self.limit and self._split(part, pending):
+                continue  # its halves return every trace it held: publish those
             await self.publish(page)
-            if page.returned >= self.limit:
-                self._truncated(part, pending)
+            if done is not None:
+                await done(part, page.returned < self.limit)
         return True
 
-    def _truncated(self, part: Window, pending: list[Window]) -> None:
+    def _split(self, part: Window, pending: list[Window]) -> bool:
+        """Queue the halves of a truncated part; False when it is too small to split."""
         self.stats.truncations += 1
         if part.span_s > self.params.min_window_s:
             self.metrics.tempo_truncations.labels("split").inc()
             left, right = part.halves()
             pending.extend((right, left))  # oldest half first
-            return
+            return True
         self.stats.unresolved += 1
-        self.unresolved_parts.append(part)
         self.metrics.tempo_truncations.labels("unresolved").inc()
         log.warning(
             "event=tempo_truncated_unresolved start_s=%d end_s=%d limit=%d hint=%s",
             part.start_s, part.end_s, self.limit,
             "more traces than TLA_TEMPO_LIMIT in the minimum window; raise the limit",
         )
+        return False
 
     async def search(self, window: Window, stop: asyncio.Event | None = None
                      ) -> SearchPage | None:

@@ -2,11 +2,12 @@
 
 Every `interval_s` the leader searches [min(now, watermark) - lookback, now - cutoff] in
 windows of at most `lookback_s` (so after an outage it catches up window by window, at
-most `max_catchup_s` back), bisecting any truncated window, and moves the watermark to the
-end of each window once it is fully published. A search Tempo cannot answer (429, 5xx,
-timeouts) is retried in place with jittered backoff for up to `search_retry_s`; only then
-does the cycle end and back off. Rejections (400/401/403/404) log what to fix and back off
-longer; neither stops the stage. `backfill` pulls history once, for a cold start.
+most `max_catchup_s` back), bisecting any truncated window. Each part of a window is
+recorded as soon as it is published (coverage, and the watermark moved to its end), so
+whatever ends a cycle, the next one resumes after it. A search Tempo cannot answer (429,
+5xx, timeouts) is retried in place with jittered backoff for up to `search_retry_s`; only
+then does the cycle end and back off. Rejections (400/401/403/404) log what to fix and
+back off longer; neither stops the stage. `backfill` pulls history once, for a cold start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
 from pipeline.tempo import (
     Harvester,
     HarvestParams,
+    PartDone,
     SearchRetry,
     Window,
     chunks,
@@ -128,6 +130,7 @@ class TempoSource:
         self.lease = Lease(redis, keys, tempo.lease_ttl_s)
         self.watermark = Watermark(redis, keys)
         self.coverage = Coverage(redis, keys)
+        self._record_covered = _recorder(self.coverage)
         self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
                                    features_for(None))
         self._features_known = False
@@ -260,14 +263,19 @@ class TempoSource:
             log.info("event=tempo_catch_up windows=%d from_s=%d to_s=%d", len(plan.windows),
                      plan.windows[0].start_s, plan.windows[-1].end_s)
         for window in plan.windows:
-            if not await self.harvester.cover(window, halt):
+            if not await self.harvester.cover(window, halt, self._part_done):
                 return
-            await record_coverage(self.coverage, self.harvester, window)
-            await self.watermark.advance(window.end_s)
-            self._update_lag(window.end_s)
         s = self.harvester.stats
         log.debug("event=tempo_poll windows=%d published_total=%d seen_total=%d",
                   len(plan.windows), s.published, s.seen)
+
+    async def _part_done(self, part: Window, complete: bool) -> None:
+        """Record a published part at once, so a failure later in the cycle, or a restart,
+        resumes after it. A part that stayed truncated moves the watermark too (a search
+        cannot find more there), but is not covered (see `_recorder`)."""
+        await self._record_covered(part, complete)
+        await self.watermark.advance(part.end_s)
+        self._update_lag(part.end_s)
 
     def _update_lag(self, watermark: int | None) -> None:
         if watermark is not None:
@@ -375,7 +383,7 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
                    progress: TextIO) -> BackfillSummary:
     """Publish every trace of the last `since_s` seconds (minus Tempo's cutoff), window by
     window. Rejections raise ConfigError; a search still failing after `search_retry_s`
-    counts its window as failed."""
+    counts its window as failed (what it published before stays recorded as covered)."""
     started = time.monotonic()
     t = settings.tempo
     keys = settings.keys()
@@ -403,10 +411,7 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
             covered = await coverage.intervals()
             harvester.skip_covered = covered
             for g_start, g_end in uncovered(window.start_s, window.end_s, covered):
-                part = Window(g_start, g_end)
-                if await _cover_or_fail(harvester, part):
-                    await record_coverage(coverage, harvester, part)
-                else:
+                if not await _backfill_part(harvester, Window(g_start, g_end), coverage):
                     failed += 1
             bar.update(i, harvester.stats.published)
         if failed == 0:
@@ -419,20 +424,11 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
     return summary
 
 
-async def record_coverage(coverage: Coverage, harvester: Harvester, window: Window) -> None:
-    """Record `window` as published, except the parts that stayed truncated: a backfill
-    (with a higher limit) may still find what they held."""
-    unresolved = sorted((p.start_s, p.end_s) for p in harvester.unresolved_parts)
-    harvester.unresolved_parts.clear()
-    for start_s, end_s in uncovered(window.start_s, window.end_s, unresolved):
-        await coverage.add(start_s, end_s)
-
-
-async def _cover_or_fail(harvester: Harvester, window: Window) -> bool:
-    """Cover `window` (the harvester retries failed searches in place); False when Tempo
-    stayed unavailable past the retry bound."""
+async def _backfill_part(harvester: Harvester, window: Window, coverage: Coverage) -> bool:
+    """Cover `window`, recording each part as it is published; False when Tempo stayed
+    unavailable past the retry bound."""
     try:
-        return await harvester.cover(window)
+        return await harvester.cover(window, done=_recorder(coverage))
     except TempoRejected as e:
         harvester.metrics.tempo_errors.labels(e.kind).inc()
         raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
@@ -440,6 +436,15 @@ async def _cover_or_fail(harvester: Harvester, window: Window) -> bool:
         log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d kind=%s error=%r",
                   window.start_s, window.end_s, e.kind, str(e))
         return False
+
+
+def _recorder(coverage: Coverage) -> PartDone:
+    """Record completed parts as covered; parts that stayed truncated are not: a backfill
+    with a higher limit may still find what they held."""
+    async def done(part: Window, complete: bool) -> None:
+        if complete:
+            await coverage.add(part.start_s, part.end_s)
+    return done
 
 
 async def _advance_after_backfill(watermark: Watermark, start_s: int, end_s: int) -> None:

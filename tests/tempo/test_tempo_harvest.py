@@ -169,7 +169,7 @@ async def test_a_rejection_nobody_can_fix_here_propagates(
     assert sample(metrics, "tla_tempo_queries_total", outcome="error") == 1
 
 
-async def test_failed_searches_are_retried_in_place(
+async def test_failed_searches_are_retried_in_place_and_parts_reported_oldest_first(
     redis: Redis, prefix: str, metrics: Metrics,
 ) -> None:
     now = time.time()
@@ -177,11 +177,19 @@ async def test_failed_searches_are_retried_in_place(
         tempo.traces = make_traces(100, now - 100, now - 5)
         # Three 503s in a row from the second search on; every 4th search a 429 besides.
         tempo.schedule = either(burst(2, 3, Fault(503, "LiveStore not ready")), every(4))
+        parts: list[tuple[Window, bool]] = []
+
+        async def done(part: Window, complete: bool) -> None:
+            parts.append((part, complete))
+
         async with TempoClient(tempo.url) as client:
             h = await harvester(tempo, redis, prefix, metrics, client, retry=QUICK)
-            assert await h.cover(window(now, 100))
+            assert await h.cover(window(now, 100), done=done)
     assert sorted(await stream(redis, Keys(prefix)), key=lambda e: e["trace_id"]) == sorted(
         (t.expected() for t in tempo.traces), key=lambda e: e["trace_id"])
+    # The completed parts tile the window, oldest first: each could be recorded at once.
+    assert [p.start_s for p, _ in parts] == [int(now) - 100] + [p.end_s for p, _ in parts[:-1]]
+    assert parts[-1][0].end_s == int(now) and all(complete for _, complete in parts)
     failed = tempo.requests - len(tempo.searches)
     assert failed >= 4 and h.stats.truncations > 0
     assert sample(metrics, "tla_tempo_queries_total", outcome="error") == failed
