@@ -173,9 +173,10 @@ class TempoSource:
             log.info("event=tempo_source_stop")
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        """Poll while holding the lease; return on stop or when the lease is lost."""
+        """Poll while holding the lease; return on stop or when the lease is lost, raise
+        what broke the lease keeper."""
         halt = asyncio.Event()
-        tasks = [asyncio.create_task(self._keep_lease(stop, halt)),
+        tasks = [asyncio.create_task(self._keep_lease(halt)),
                  asyncio.create_task(_link(stop, halt))]
         self.metrics.tempo_leader.set(1)
         log.info("event=tempo_lease_acquired holder=%s", self.lease.holder)
@@ -185,6 +186,7 @@ class TempoSource:
                 delay_s = await self.cycle(halt)
                 await sleep_or_stop(halt, delay_s)
         finally:
+            halt.set()  # the keeper renews no more, even if its cancellation went astray
             self.metrics.tempo_leader.set(0)
             for task in tasks:
                 task.cancel()
@@ -196,22 +198,28 @@ class TempoSource:
             if stop.is_set():
                 with contextlib.suppress(*TRANSIENT):
                     await self.lease.release()
+        if (error := _failure(tasks)) is not None:
+            raise error
 
-    async def _keep_lease(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
-        """Renew at a third of the TTL; set `halt` once the lease is (or may be) gone."""
+    async def _keep_lease(self, halt: asyncio.Event) -> None:
+        """Renew at a third of the TTL while leading. Sets `halt` once the lease is (or
+        may be) gone, and also when this helper fails: the leader must never poll on
+        without a lease (a standby would take over, and two would poll)."""
         ttl_s = self.tempo.lease_ttl_s
         renewed = time.monotonic()
-        while not await sleep_or_stop(stop, ttl_s / 3):
-            try:
-                if not await self.lease.renew():
-                    log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
-                    break
-                renewed = time.monotonic()
-            except TRANSIENT as e:
-                log.warning("event=tempo_lease_renew_failed error=%r", e)
-                if time.monotonic() - renewed >= ttl_s:
-                    break  # someone else may hold it by now
-        halt.set()
+        try:
+            while not await sleep_or_stop(halt, ttl_s / 3):
+                try:
+                    if not await self.lease.renew():
+                        log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
+                        return
+                    renewed = time.monotonic()
+                except TRANSIENT as e:
+                    log.warning("event=tempo_lease_renew_failed error=%r", e)
+                    if time.monotonic() - renewed >= ttl_s:
+                        return  # someone else may hold it by now
+        finally:
+            halt.set()
 
     async def _warm_cache(self) -> None:
         since_s = self.clock() - self.tempo.lookback_s - self.tempo.max_catchup_s
@@ -285,6 +293,14 @@ class TempoSource:
 async def _link(stop: asyncio.Event, halt: asyncio.Event) -> None:
     await stop.wait()
     halt.set()
+
+
+def _failure(tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """The exception a finished helper ended with, if any."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            return error
+    return None
 
 
 def search_retry(t: TempoSettings) -> SearchRetry:

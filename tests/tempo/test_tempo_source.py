@@ -10,6 +10,7 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from tempo_fake import QUEUE_FULL, FakeTempo, Fault, make_traces
 from tempo_support import WAIT_S, SettingsFor, by_id, entries, live, sample, wait_for
 
@@ -116,6 +117,24 @@ async def test_one_poller_at_a_time_and_a_standby_takes_over(
 
     # The new leader warmed its cache from the stream: no trace published twice.
     assert by_id(await entries(redis, prefix)) == by_id([t.expected() for t in tempo.traces])
+
+
+async def test_a_lease_keeper_that_fails_stops_the_leader_and_the_stage_says_why(
+    redis: Redis, prefix: str, settings_for: SettingsFor, metrics: Metrics,
+) -> None:
+    """A keeper dying of an error it cannot retry used to leave `halt` unset: the leader
+    polled on without renewing, a standby took the lease, and two polled at once."""
+    async with FakeTempo("3.0.3", end_cutoff_s=1.0) as tempo:
+        source = TempoSource.from_settings(settings_for(tempo.url), redis, metrics)
+        task = asyncio.create_task(source.run(asyncio.Event()))
+        await wait_for(lambda: sample(metrics, "tla_tempo_leader") == 1, "the lease")
+        lease = Keys(prefix).tempo_lease
+        await redis.delete(lease)
+        await redis.hset(lease, "not", "a lease")  # the renewal now fails with WRONGTYPE
+        done, _ = await asyncio.wait([task], timeout=WAIT_S)
+    assert done, "the leader polled on without its lease"
+    assert isinstance(task.exception(), ResponseError)  # the runner logs it and restarts
+    assert sample(metrics, "tla_tempo_leader") == 0
 
 
 async def test_rejections_log_what_to_fix_and_back_off(
