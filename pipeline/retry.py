@@ -35,11 +35,13 @@ class Backoff:
 
 
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True when woken by `stop`.
+    """Sleep up to `seconds`; True when woken by `stop`. Raises CancelledError at once when
+    the task was cancelled and a callee swallowed it (see `_raise_if_cancelled`).
 
     asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for swallows a cancellation
     that lands in the same loop iteration as `stop` being set (CPython gh-86296, fixed in
     3.12's rewrite), and the cancelled task runs on as if nothing happened."""
+    _raise_if_cancelled()
     if stop.is_set():
         return True
     try:
@@ -48,3 +50,17 @@ async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+def _raise_if_cancelled() -> None:
+    """End a task whose cancellation a callee swallowed, at its loop's next wait.
+
+    redis-py writes every command under `asyncio.wait_for(..., socket_timeout)`, and on
+    Python 3.11 that returns normally when the task is cancelled just as the write ends
+    (gh-86296): the caller never sees the CancelledError, and a stage loop would run on
+    for ever (a cancelled Tempo leader kept polling and renewing its lease). The request
+    stays counted in `Task.cancelling()` (only `uncancel()`, which wait_for does not
+    call, takes it back), so every loop that waits here honours it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError("cancelled earlier; a callee swallowed the CancelledError")

@@ -6,7 +6,14 @@ exactly `limit` traces is treated as truncated and its window is split in two an
 searched again, down to `min_window_s`. Tempo matches traces that *overlap* a window,
 so neighbouring windows and overlapping polls return some traces twice: a bounded local
 cache of recently published trace IDs keeps the stream free of repeats (the ingest
-dedup stays the authority across processes).
+dedup stays the authority across processes). A truncated answer that is split is not
+published: its halves return every trace it held. So everything published came from a
+part searched as far as it can be, and recording those parts records what was published.
+
+A search Tempo cannot answer now (429 when its queue is full, 5xx, timeouts) is retried
+in place (`SearchRetry`), so one rejected search costs one backoff, not the window. The
+parts of a window complete oldest first, and `cover` reports each one as it completes,
+so the caller can record progress at the granularity of what was published.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import bisect
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +32,8 @@ from redis.asyncio import Redis
 from pipeline.events import TraceEvent, to_fields
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.tempo_client import SearchQuery, TempoClient, TempoRejected
+from pipeline.retry import Backoff, sleep_or_stop
+from pipeline.tempo_client import SearchQuery, TempoClient, TempoRejected, TempoUnavailable
 from pipeline.tempo_parse import (
     Features,
     Held,
@@ -69,12 +78,52 @@ def chunks(start_s: int, end_s: int, size_s: int) -> list[Window]:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchRetry:
+    """How a search Tempo could not answer is retried in place: full-jitter backoff from
+    `base_s` doubling to `cap_s`, never sooner than a `Retry-After`, while the next attempt
+    falls within `bound_s` of the first failure; after that the error propagates."""
+
+    bound_s: float
+    base_s: float = 1.0
+    cap_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class HarvestParams:
     query: str
     limit: int
     spss: int
     min_window_s: int = 1  # bisecting stops here; a still-full answer is counted unresolved
     source: str = "tempo"
+    retry: SearchRetry | None = None  # None: a failed search propagates at once
+
+
+# Called as each part of a window completes, oldest first: (part, complete). `complete` is
+# False for a minimal part that stayed truncated: searched as far as Tempo allows, not fully.
+PartDone = Callable[[Window, bool], Awaitable[None]]
+
+
+class _Retrying:
+    """The in-place retries of one search under a SearchRetry (None: no retries)."""
+
+    def __init__(self, policy: SearchRetry | None) -> None:
+        self.policy = policy
+        self.backoff = Backoff(policy.base_s, policy.cap_s) if policy else None
+        self.first_failed: float | None = None
+        self.attempts = 0
+
+    def next_delay_s(self, error: TempoUnavailable) -> float | None:
+        """The wait before the next attempt; None once it would land past the bound."""
+        if self.policy is None or self.backoff is None:
+            return None
+        now = time.monotonic()
+        if self.first_failed is None:
+            self.first_failed = now
+        self.attempts += 1
+        delay_s = max(self.backoff.next_delay_s(), error.retry_after_s or 0.0)
+        if now + delay_s - self.first_failed > self.policy.bound_s:
+            return None
+        return delay_s
 
 
 @dataclass(slots=True)
@@ -125,8 +174,6 @@ class Harvester:
     # Sorted, disjoint [start_s, end_s] ranges some search already covered (backfill sets
     # it): a trace overlapping one was returned by that search and published then.
     skip_covered: list[tuple[int, int]] = field(default_factory=list)
-    # Minimal windows that stayed truncated: not fully searched, so not covered.
-    unresolved_parts: list[Window] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.limit = self.params.limit
@@ -135,39 +182,50 @@ class Harvester:
     def query(self) -> str:
         return effective_query(self.params.query, self.features)
 
-    async def cover(self, window: Window, stop: asyncio.Event | None = None) -> bool:
-        """Search `window` until no part is truncated; False if `stop` interrupted it.
-        TempoError propagates: the caller decides between backing off and giving up."""
+    async def cover(self, window: Window, stop: asyncio.Event | None = None,
+                    done: PartDone | None = None) -> bool:
+        """Search `window` until no part is truncated, calling `done` as each part completes
+        (oldest first, so everything from window.start_s to that part's end is then
+        published); False if `stop` interrupted it. TempoError propagates (an outage only
+        once it outlasted the retry bound): the caller decides what to do next."""
         pending = [window]
-        self.unresolved_parts.clear()
         while pending:
             if stop is not None and stop.is_set():
                 return False
             part = pending.pop()
-            page = await self.search(part)
+            page = await self.search(part, stop)
+            if page is None:
+                return False
+            if page.returned >= self.limit and self._split(part, pending):
+                continue  # its halves return every trace it held: publish those
             await self.publish(page)
-            if page.returned >= self.limit:
-                self._truncated(part, pending)
+            if done is not None:
+                await done(part, page.returned < self.limit)
         return True
 
-    def _truncated(self, part: Window, pending: list[Window]) -> None:
+    def _split(self, part: Window, pending: list[Window]) -> bool:
+        """Queue the halves of a truncated part; False when it is too small to split."""
         self.stats.truncations += 1
         if part.span_s > self.params.min_window_s:
             self.metrics.tempo_truncations.labels("split").inc()
             left, right = part.halves()
             pending.extend((right, left))  # oldest half first
-            return
+            return True
         self.stats.unresolved += 1
-        self.unresolved_parts.append(part)
         self.metrics.tempo_truncations.labels("unresolved").inc()
         log.warning(
             "event=tempo_truncated_unresolved start_s=%d end_s=%d limit=%d hint=%s",
             part.start_s, part.end_s, self.limit,
             "more traces than TLA_TEMPO_LIMIT in the minimum window; raise the limit",
         )
+        return False
 
-    async def search(self, window: Window) -> SearchPage:
-        """One search, adapting once to a server that rejects the hint or the limit."""
+    async def search(self, window: Window, stop: asyncio.Event | None = None
+                     ) -> SearchPage | None:
+        """One search, adapting once to a server that rejects the hint or the limit, and
+        retried in place while Tempo is unavailable (params.retry). None when `stop` was
+        set while waiting to retry."""
+        retrying = _Retrying(self.params.retry)
         while True:
             query = SearchQuery(self.query, window.start_s, window.end_s, self.limit,
                                 self.params.spss)
@@ -178,9 +236,28 @@ class Harvester:
                     self.metrics.tempo_queries.labels("error").inc()
                     raise
                 continue
+            except TempoUnavailable as e:
+                delay_s = self._unavailable(e, window, retrying)
+                if delay_s is None:
+                    raise
+                if await _pause(stop, delay_s):
+                    return None
+                continue
             truncated = page.returned >= self.limit
             self.metrics.tempo_queries.labels("truncated" if truncated else "ok").inc()
             return page
+
+    def _unavailable(self, error: TempoUnavailable, window: Window,
+                     retrying: _Retrying) -> float | None:
+        """Count a failed search; how long to wait before retrying it (None: give up)."""
+        self.metrics.tempo_queries.labels("error").inc()
+        self.metrics.tempo_errors.labels(error.kind).inc()
+        delay_s = retrying.next_delay_s(error)
+        if delay_s is not None:
+            log.warning("event=tempo_search_retry start_s=%d end_s=%d kind=%s attempt=%d "
+                        "retry_in_s=%.2f error=%r", window.start_s, window.end_s, error.kind,
+                        retrying.attempts, delay_s, str(error))
+        return delay_s
 
     async def _timed_search(self, query: SearchQuery) -> SearchPage:
         self.stats.queries += 1
@@ -249,6 +326,14 @@ class Harvester:
             self.recent.add(event.trace_id)
         self.stats.published += len(events)
         self.metrics.tempo_traces_published.inc(len(events))
+
+
+async def _pause(stop: asyncio.Event | None, delay_s: float) -> bool:
+    """Wait `delay_s`; True when `stop` was set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(delay_s)
+        return False
+    return await sleep_or_stop(stop, delay_s)
 
 
 def _overlaps(start_ns: int, duration_ms: int, ranges: list[tuple[int, int]]) -> bool:

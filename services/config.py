@@ -75,6 +75,10 @@ class TempoSettings:
     end_cutoff_s: float | None = setting(
         None, "newest seconds Tempo hides from search (3.x `query_end_cutoff`)", min=0,
         unset="30 on Tempo 3.x, 0 on 2.x")
+    search_retry_s: float = setting(
+        60.0, "how long one failing search (429, 5xx, timeout) is retried in place before "
+        "the poll cycle ends; the next cycle resumes after the last recorded part "
+        "(0: not retried)", min=0)
 
     @property
     def catchup_s(self) -> int:

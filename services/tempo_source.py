@@ -2,10 +2,12 @@
 
 Every `interval_s` the leader searches [min(now, watermark) - lookback, now - cutoff] in
 windows of at most `lookback_s` (so after an outage it catches up window by window, at
-most `max_catchup_s` back), bisecting any truncated window, and moves the watermark to the
-end of each window once it is fully published. Tempo outages (429, 5xx, timeouts) back off
-with jitter; rejections (400/401/403/404) log what to fix and back off longer; neither
-stops the stage. `backfill` pulls history once, for a cold start.
+most `max_catchup_s` back), bisecting any truncated window. Each part of a window is
+recorded as soon as it is published (coverage, and the watermark moved to its end), so
+whatever ends a cycle, the next one resumes after it. A search Tempo cannot answer (429,
+5xx, timeouts) is retried in place with jittered backoff for up to `search_retry_s`; only
+then does the cycle end and back off. Rejections (400/401/403/404) log what to fix and
+back off longer; neither stops the stage. `backfill` pulls history once, for a cold start.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
-from pipeline.tempo import Harvester, HarvestParams, Window, chunks, remember_published
+from pipeline.tempo import (
+    Harvester,
+    HarvestParams,
+    PartDone,
+    SearchRetry,
+    Window,
+    chunks,
+    remember_published,
+)
 from pipeline.tempo_client import (
     TempoClient,
     TempoError,
@@ -42,8 +52,6 @@ log = logging.getLogger(__name__)
 REJECTED_CAP_S = 300.0
 # Backfill searches history in windows this long, bisected when truncated.
 BACKFILL_WINDOW_S = 3600
-# Attempts per backfill window before it is given up (and counted in the summary).
-BACKFILL_ATTEMPTS = 6
 # How long the leader waits for its lease-keeping helpers once it cancelled them.
 HELPER_STOP_S = 5.0
 
@@ -80,6 +88,8 @@ def validate_tempo(t: TempoSettings) -> None:
         raise ConfigError(f"TLA_TEMPO_LEASE_TTL_S must be >= 1, got {t.lease_ttl_s}")
     if t.end_cutoff_s is not None and t.end_cutoff_s < 0:
         raise ConfigError(f"TLA_TEMPO_END_CUTOFF_S must be >= 0, got {t.end_cutoff_s}")
+    if t.search_retry_s < 0:
+        raise ConfigError(f"TLA_TEMPO_SEARCH_RETRY_S must be >= 0, got {t.search_retry_s}")
 
 
 def make_client(t: TempoSettings) -> TempoClient:
@@ -120,11 +130,12 @@ class TempoSource:
         self.lease = Lease(redis, keys, tempo.lease_ttl_s)
         self.watermark = Watermark(redis, keys)
         self.coverage = Coverage(redis, keys)
+        self._record_covered = _recorder(self.coverage)
         self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
                                    features_for(None))
         self._features_known = False
-        self._unavailable = Backoff(base_s=min(1.0, tempo.interval_s),
-                                    cap_s=min(60.0, max(1.0, tempo.interval_s * 4)))
+        retry = search_retry(tempo)
+        self._unavailable = Backoff(base_s=retry.base_s, cap_s=retry.cap_s)
         self._rejected = Backoff(base_s=tempo.interval_s, cap_s=REJECTED_CAP_S)
 
     @classmethod
@@ -162,9 +173,10 @@ class TempoSource:
             log.info("event=tempo_source_stop")
 
     async def _lead(self, stop: asyncio.Event) -> None:
-        """Poll while holding the lease; return on stop or when the lease is lost."""
+        """Poll while holding the lease; return on stop or when the lease is lost, raise
+        what broke the lease keeper."""
         halt = asyncio.Event()
-        tasks = [asyncio.create_task(self._keep_lease(stop, halt)),
+        tasks = [asyncio.create_task(self._keep_lease(halt)),
                  asyncio.create_task(_link(stop, halt))]
         self.metrics.tempo_leader.set(1)
         log.info("event=tempo_lease_acquired holder=%s", self.lease.holder)
@@ -174,6 +186,7 @@ class TempoSource:
                 delay_s = await self.cycle(halt)
                 await sleep_or_stop(halt, delay_s)
         finally:
+            halt.set()  # the keeper renews no more, even if its cancellation went astray
             self.metrics.tempo_leader.set(0)
             for task in tasks:
                 task.cancel()
@@ -185,22 +198,28 @@ class TempoSource:
             if stop.is_set():
                 with contextlib.suppress(*TRANSIENT):
                     await self.lease.release()
+        if (error := _failure(tasks)) is not None:
+            raise error
 
-    async def _keep_lease(self, stop: asyncio.Event, halt: asyncio.Event) -> None:
-        """Renew at a third of the TTL; set `halt` once the lease is (or may be) gone."""
+    async def _keep_lease(self, halt: asyncio.Event) -> None:
+        """Renew at a third of the TTL while leading. Sets `halt` once the lease is (or
+        may be) gone, and also when this helper fails: the leader must never poll on
+        without a lease (a standby would take over, and two would poll)."""
         ttl_s = self.tempo.lease_ttl_s
         renewed = time.monotonic()
-        while not await sleep_or_stop(stop, ttl_s / 3):
-            try:
-                if not await self.lease.renew():
-                    log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
-                    break
-                renewed = time.monotonic()
-            except TRANSIENT as e:
-                log.warning("event=tempo_lease_renew_failed error=%r", e)
-                if time.monotonic() - renewed >= ttl_s:
-                    break  # someone else may hold it by now
-        halt.set()
+        try:
+            while not await sleep_or_stop(halt, ttl_s / 3):
+                try:
+                    if not await self.lease.renew():
+                        log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
+                        return
+                    renewed = time.monotonic()
+                except TRANSIENT as e:
+                    log.warning("event=tempo_lease_renew_failed error=%r", e)
+                    if time.monotonic() - renewed >= ttl_s:
+                        return  # someone else may hold it by now
+        finally:
+            halt.set()
 
     async def _warm_cache(self) -> None:
         since_s = self.clock() - self.tempo.lookback_s - self.tempo.catchup_s
@@ -229,14 +248,14 @@ class TempoSource:
         self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None
     ) -> float:
         self.metrics.tempo_polls.labels(outcome).inc()
-        self.metrics.tempo_errors.labels(e.kind).inc()
         delay_s = min(REJECTED_CAP_S, max(delay_s, at_least_s or 0.0))
         if isinstance(e, TempoRejected):
+            self.metrics.tempo_errors.labels(e.kind).inc()
             log.error("event=tempo_rejected status=%d body=%r fix=%r retry_in_s=%.1f",
                       e.status, e.body, e.hint, delay_s)
-        else:
-            log.warning("event=tempo_unavailable kind=%s error=%r retry_in_s=%.1f",
-                        e.kind, str(e), delay_s)
+        else:  # the harvester counted each failed attempt
+            log.warning("event=tempo_unavailable kind=%s error=%r retry_bound_s=%.1f "
+                        "retry_in_s=%.1f", e.kind, str(e), self.tempo.search_retry_s, delay_s)
         return delay_s
 
     async def catch_up(self, halt: asyncio.Event) -> None:
@@ -252,14 +271,19 @@ class TempoSource:
             log.info("event=tempo_catch_up windows=%d from_s=%d to_s=%d", len(plan.windows),
                      plan.windows[0].start_s, plan.windows[-1].end_s)
         for window in plan.windows:
-            if not await self.harvester.cover(window, halt):
+            if not await self.harvester.cover(window, halt, self._part_done):
                 return
-            await record_coverage(self.coverage, self.harvester, window)
-            await self.watermark.advance(window.end_s)
-            self._update_lag(window.end_s)
         s = self.harvester.stats
         log.debug("event=tempo_poll windows=%d published_total=%d seen_total=%d",
                   len(plan.windows), s.published, s.seen)
+
+    async def _part_done(self, part: Window, complete: bool) -> None:
+        """Record a published part at once, so a failure later in the cycle, or a restart,
+        resumes after it. A part that stayed truncated moves the watermark too (a search
+        cannot find more there), but is not covered (see `_recorder`)."""
+        await self._record_covered(part, complete)
+        await self.watermark.advance(part.end_s)
+        self._update_lag(part.end_s)
 
     def _update_lag(self, watermark: int | None) -> None:
         if watermark is not None:
@@ -271,8 +295,24 @@ async def _link(stop: asyncio.Event, halt: asyncio.Event) -> None:
     halt.set()
 
 
+def _failure(tasks: list[asyncio.Task[None]]) -> BaseException | None:
+    """The exception a finished helper ended with, if any."""
+    for task in tasks:
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            return error
+    return None
+
+
+def search_retry(t: TempoSettings) -> SearchRetry:
+    """Retries start near one interval (at most 1 s) and double up to four intervals
+    (1-60 s): the same steps as the backoff between failed cycles."""
+    return SearchRetry(bound_s=t.search_retry_s, base_s=min(1.0, t.interval_s),
+                       cap_s=min(60.0, max(1.0, t.interval_s * 4)))
+
+
 def harvest_params(t: TempoSettings) -> HarvestParams:
-    return HarvestParams(query=t.query, limit=t.limit, spss=t.spss, min_window_s=t.min_window_s)
+    return HarvestParams(query=t.query, limit=t.limit, spss=t.spss, min_window_s=t.min_window_s,
+                         retry=search_retry(t))
 
 
 # ---------------------------------------------------------------------------------------
@@ -358,7 +398,8 @@ class _Progress:
 async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: int,
                    progress: TextIO) -> BackfillSummary:
     """Publish every trace of the last `since_s` seconds (minus Tempo's cutoff), window by
-    window. Rejections raise ConfigError; outages are retried, then counted as failed."""
+    window. Rejections raise ConfigError; a search still failing after `search_retry_s`
+    counts its window as failed (what it published before stays recorded as covered)."""
     started = time.monotonic()
     t = settings.tempo
     keys = settings.keys()
@@ -386,10 +427,7 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
             covered = await coverage.intervals()
             harvester.skip_covered = covered
             for g_start, g_end in uncovered(window.start_s, window.end_s, covered):
-                part = Window(g_start, g_end)
-                if await _cover_retrying(harvester, part, metrics, t.interval_s):
-                    await record_coverage(coverage, harvester, part)
-                else:
+                if not await _backfill_part(harvester, Window(g_start, g_end), coverage):
                     failed += 1
             bar.update(i, harvester.stats.published)
         if failed == 0:
@@ -402,34 +440,27 @@ async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: 
     return summary
 
 
-async def record_coverage(coverage: Coverage, harvester: Harvester, window: Window) -> None:
-    """Record `window` as published, except the parts that stayed truncated: a backfill
-    (with a higher limit) may still find what they held."""
-    unresolved = sorted((p.start_s, p.end_s) for p in harvester.unresolved_parts)
-    harvester.unresolved_parts.clear()
-    for start_s, end_s in uncovered(window.start_s, window.end_s, unresolved):
-        await coverage.add(start_s, end_s)
+async def _backfill_part(harvester: Harvester, window: Window, coverage: Coverage) -> bool:
+    """Cover `window`, recording each part as it is published; False when Tempo stayed
+    unavailable past the retry bound."""
+    try:
+        return await harvester.cover(window, done=_recorder(coverage))
+    except TempoRejected as e:
+        harvester.metrics.tempo_errors.labels(e.kind).inc()
+        raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
+    except TempoUnavailable as e:
+        log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d kind=%s error=%r",
+                  window.start_s, window.end_s, e.kind, str(e))
+        return False
 
 
-async def _cover_retrying(harvester: Harvester, window: Window, metrics: Metrics,
-                          base_s: float) -> bool:
-    backoff = Backoff(base_s=min(1.0, base_s), cap_s=30.0)
-    for attempt in range(1, BACKFILL_ATTEMPTS + 1):
-        try:
-            return await harvester.cover(window)
-        except TempoRejected as e:
-            metrics.tempo_errors.labels(e.kind).inc()
-            raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
-        except TempoUnavailable as e:
-            metrics.tempo_errors.labels(e.kind).inc()
-            delay_s = max(backoff.next_delay_s(), e.retry_after_s or 0.0)
-            log.warning("event=tempo_backfill_retry start_s=%d end_s=%d attempt=%d kind=%s "
-                        "retry_in_s=%.1f", window.start_s, window.end_s, attempt, e.kind, delay_s)
-            if attempt < BACKFILL_ATTEMPTS:
-                await asyncio.sleep(delay_s)
-    log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d", window.start_s,
-              window.end_s)
-    return False
+def _recorder(coverage: Coverage) -> PartDone:
+    """Record completed parts as covered; parts that stayed truncated are not: a backfill
+    with a higher limit may still find what they held."""
+    async def done(part: Window, complete: bool) -> None:
+        if complete:
+            await coverage.add(part.start_s, part.end_s)
+    return done
 
 
 async def _advance_after_backfill(watermark: Watermark, start_s: int, end_s: int) -> None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
 from pipeline.retry import Backoff, sleep_or_stop
+from services.redis_client import connect
+
+# Bounds a wait for a task that should end; never asserted as a speed.
+END_S = 5.0
 
 
 async def test_sleep_or_stop_tells_stop_from_timeout() -> None:
@@ -26,6 +31,55 @@ async def test_a_cancel_in_the_same_iteration_as_stop_is_not_swallowed() -> None
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_cancellation_a_callee_swallowed_ends_the_loop_at_its_next_wait() -> None:
+    """The callee returns normally from a cancellation, as Python 3.11's wait_for does
+    when its inner future has just finished (gh-86296)."""
+    stop, inside = asyncio.Event(), asyncio.Event()
+
+    async def swallowing_call() -> None:
+        inside.set()
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            pass  # no uncancel(): the request stays counted, as with wait_for
+
+    async def stage() -> None:
+        while True:
+            await swallowing_call()
+            await sleep_or_stop(stop, 10)
+
+    task = asyncio.create_task(stage())
+    await inside.wait()
+    task.cancel()
+    done, _ = await asyncio.wait([task], timeout=END_S)
+    assert done and task.cancelled()
+
+
+async def test_a_stage_loop_ends_when_redis_swallows_its_cancellation(
+    redis_url: str, prefix: str,
+) -> None:
+    """redis-py writes each command under asyncio.wait_for(..., socket_timeout): on Python
+    3.11 a cancellation landing as the write ends is swallowed (about one in three of
+    these). A loop of commands and waits must still end every time, cancelled."""
+    redis, stop, rng = connect(redis_url), asyncio.Event(), random.Random(11)
+
+    async def stage() -> None:
+        while True:
+            await redis.get(f"{prefix}probe")
+            await sleep_or_stop(stop, 0)
+
+    try:
+        for _ in range(100):
+            task = asyncio.create_task(stage())
+            for _ in range(rng.randrange(40)):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=END_S)
+            assert done and task.cancelled()
+    finally:
+        await redis.aclose()
 
 
 def test_backoff_doubles_within_its_cap_and_resets() -> None:

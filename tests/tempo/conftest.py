@@ -13,8 +13,6 @@ from redis.asyncio import Redis
 from pipeline.metrics import Metrics
 from services.config import Settings, TempoSettings
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 @pytest.fixture
 def prefix() -> str:
@@ -22,8 +20,8 @@ def prefix() -> str:
 
 
 @pytest.fixture
-async def redis(prefix: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
+async def redis(prefix: str, redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)  # TLA_TEST_REDIS_URL, as everywhere in the tests
     try:
         yield client
     finally:

@@ -1,11 +1,12 @@
 """A Tempo-like HTTP server for tests: /api/search and buildinfo with Tempo's real quirks.
 
-Shapes follow shared/fixtures/tempo (TEMPO_API.md): uint64 as strings (or numbers, to test
+Shapes follow tests/tempo/fixtures (TEMPO_API.md): uint64 as strings (or numbers, to test
 tolerance), omitted zeros, stripped leading zeros in trace IDs, `<root span not yet
 received>`, arbitrary subsets over `limit` (newest with `most_recent` from 2.8), spanSet
 only before 2.2, `with` rejected before 2.4, limit/spss/range validation as plain-text
 400s, tenant (401 `no org id`), basic and bearer auth, the 3.x `end` cut-off, scripted
-faults (429 bursts, 5xx, HTML from a proxy), slow answers, and full outages.
+faults (429 bursts, 5xx, HTML from a proxy), deterministic failure schedules (`every`,
+`burst`: which numbered searches fail), slow answers, and full outages.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -52,6 +54,28 @@ class Fault:
     body: str
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/plain"
+
+
+# Which searches fail: search number (1, 2, ... in arrival order) -> the answer, or None.
+Schedule = Callable[[int], Fault | None]
+
+# What Tempo's query-frontend answers when its per-tenant queue is full.
+QUEUE_FULL = Fault(429, "too many outstanding requests")
+
+
+def every(k: int, fault: Fault = QUEUE_FULL) -> Schedule:
+    """Searches k, 2k, 3k, ... fail: a fixed share of the load is rejected."""
+    return lambda n: fault if n % k == 0 else None
+
+
+def burst(first: int, count: int, fault: Fault = QUEUE_FULL) -> Schedule:
+    """Searches first .. first + count - 1 fail, one after the other."""
+    return lambda n: fault if first <= n < first + count else None
+
+
+def either(*schedules: Schedule) -> Schedule:
+    """The first schedule that fails search n decides its answer."""
+    return lambda n: next((f for s in schedules if (f := s(n)) is not None), None)
 
 
 def make_traces(n: int, start_s: float, end_s: float, seed: int = 1, **kw: Any) -> list[FakeTrace]:
@@ -102,9 +126,13 @@ class FakeTempo:
         self.rng = random.Random(seed)
         self.traces: list[FakeTrace] = []
         self.faults: deque[Fault] = deque()
+        self.schedule: Schedule | None = None  # consulted after `faults` and `down`
+        self.scheduled = 0  # searches numbered for the schedule so far
+        self.failed = 0  # searches answered with a scheduled fault
         self.down = False  # 503 from a proxy in front
         self.delay_s = 0.0
         self.searches: list[dict[str, str]] = []  # accepted search params, in order
+        self.returned: list[int] = []  # traces in the answer to each of `searches`
         self.requests = 0  # every /api/search hit, rejected or not
         self.auth_headers: list[dict[str, str]] = []
         self._runner: web.AppRunner | None = None
@@ -175,13 +203,26 @@ class FakeTempo:
                                 content_type=f.content_type)
         if self.down:
             return _text(503, "Some services are not Running:\nStarting: 1\n")
+        if (f := self._scheduled_fault()) is not None:
+            return web.Response(status=f.status, text=f.body, headers=f.headers,
+                                content_type=f.content_type)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         p = request.query
         if (error := self._validate(p)) is not None:
             return error
         self.searches.append(dict(p))
-        return web.json_response(self._answer(p))
+        answer = self._answer(p)
+        self.returned.append(len(answer["traces"]))
+        return web.json_response(answer)
+
+    def _scheduled_fault(self) -> Fault | None:
+        if self.schedule is None:
+            return None
+        self.scheduled += 1
+        fault = self.schedule(self.scheduled)
+        self.failed += fault is not None
+        return fault
 
     def _validate(self, p: Any) -> web.Response | None:
         q = p.get("q", "")

@@ -7,15 +7,16 @@ import time
 
 import pytest
 from redis.asyncio import Redis
-from tempo_fake import FakeTempo, make_traces
+from tempo_fake import QUEUE_FULL, FakeTempo, Fault, burst, either, every, make_traces
 
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.tempo import Harvester, HarvestParams, Window, remember_published
-from pipeline.tempo_client import TempoClient, TempoRejected
+from pipeline.tempo import Harvester, HarvestParams, SearchRetry, Window, remember_published
+from pipeline.tempo_client import TempoClient, TempoRejected, TempoUnavailable
 from services.tempo_source import discover
 
 ROOTS = "{ nestedSetParent < 0 }"
+QUICK = SearchRetry(bound_s=10.0, base_s=0.01, cap_s=0.05)  # retries in place, tiny waits
 
 
 async def stream(redis: Redis, keys: Keys) -> list[dict[str, str]]:
@@ -166,3 +167,65 @@ async def test_a_rejection_nobody_can_fix_here_propagates(
         with pytest.raises(TempoRejected):
             await h.cover(window(time.time(), 60))
     assert sample(metrics, "tla_tempo_queries_total", outcome="error") == 1
+
+
+async def test_failed_searches_are_retried_in_place_and_parts_reported_oldest_first(
+    redis: Redis, prefix: str, metrics: Metrics,
+) -> None:
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=0) as tempo:
+        tempo.traces = make_traces(100, now - 100, now - 5)
+        # Three 503s in a row from the second search on; every 4th search a 429 besides.
+        tempo.schedule = either(burst(2, 3, Fault(503, "LiveStore not ready")), every(4))
+        parts: list[tuple[Window, bool]] = []
+
+        async def done(part: Window, complete: bool) -> None:
+            parts.append((part, complete))
+
+        async with TempoClient(tempo.url) as client:
+            h = await harvester(tempo, redis, prefix, metrics, client, retry=QUICK)
+            assert await h.cover(window(now, 100), done=done)
+    assert sorted(await stream(redis, Keys(prefix)), key=lambda e: e["trace_id"]) == sorted(
+        (t.expected() for t in tempo.traces), key=lambda e: e["trace_id"])
+    # The completed parts tile the window, oldest first: each could be recorded at once.
+    assert [p.start_s for p, _ in parts] == [int(now) - 100] + [p.end_s for p, _ in parts[:-1]]
+    assert parts[-1][0].end_s == int(now) and all(complete for _, complete in parts)
+    failed = tempo.requests - len(tempo.searches)
+    assert failed >= 4 and h.stats.truncations > 0
+    assert sample(metrics, "tla_tempo_queries_total", outcome="error") == failed
+    assert (sample(metrics, "tla_tempo_errors_total", kind="http_5xx")
+            + sample(metrics, "tla_tempo_errors_total", kind="http_429")) == failed
+
+
+async def test_a_retry_after_beyond_the_bound_gives_up_at_once(
+    redis: Redis, prefix: str, metrics: Metrics,
+) -> None:
+    """Waiting 30 s would overrun a 1 s bound: the error goes to the caller, which waits
+    at least the Retry-After before its next cycle."""
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=0) as tempo:
+        tempo.schedule = burst(1, 1, Fault(429, "slow down", {"Retry-After": "30"}))
+        async with TempoClient(tempo.url) as client:
+            h = await harvester(tempo, redis, prefix, metrics, client,
+                                retry=SearchRetry(bound_s=1.0, base_s=0.01, cap_s=0.05))
+            with pytest.raises(TempoUnavailable) as raised:
+                await h.cover(window(now, 60))
+    assert raised.value.retry_after_s == 30 and tempo.requests == 1
+
+
+async def test_a_stop_while_waiting_to_retry_ends_the_cover(
+    redis: Redis, prefix: str, metrics: Metrics,
+) -> None:
+    now = time.time()
+    async with FakeTempo("3.0.3", end_cutoff_s=0) as tempo:
+        tempo.schedule = every(1, QUEUE_FULL)  # Tempo's queue stays full
+        async with TempoClient(tempo.url) as client:
+            h = await harvester(tempo, redis, prefix, metrics, client,
+                                retry=SearchRetry(bound_s=600.0, base_s=60.0, cap_s=60.0))
+            stop = asyncio.Event()
+            covering = asyncio.create_task(h.cover(window(now, 60), stop))
+            while tempo.requests < 1:
+                await asyncio.sleep(0.01)
+            stop.set()
+            assert await asyncio.wait_for(covering, 10) is False
+    assert tempo.requests == 1

@@ -34,9 +34,8 @@ from services.tempo_source import (
     validate_tempo,
 )
 
-FIXTURES = Path("/work/shared/fixtures/tempo")
-if not FIXTURES.exists():  # the repo layout: shared/ beside the working tree
-    FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "tempo"
+# Real Tempo responses, copied with their provenance (fixtures/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOTS = "{ nestedSetParent < 0 }"
 
 
