@@ -12,8 +12,8 @@ CPU 1 with 50 connections. Rows, all from the same run, by substrate:
   middleware: what the API would cost on aiohttp's plain stack;
 - `bare-lowlevel`: the constant handler alone on aiohttp's low-level server (`web.Server`,
   no `Application`, no router), which the project's API runs on;
-- `bare+project-dispatch`: the same handler dispatched and guarded as the project's
-  routes are on the low-level server, the HTTP layer before any check work;
+- `bare+project-dispatch`: the same handler routed and guarded as the project's routes
+  are (`services.http.Router`), the HTTP layer before any check work;
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import hmac
 import itertools
 import secrets
 import signal
@@ -21,10 +20,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from redis.asyncio import Redis
+
 from pipeline.metrics import Metrics
-from services import api as api_module
-from services.api import Api, Dispatch
+from services.api import ROUTES, Api
 from services.config import Settings
+from services.health import Health
+from services.http import Route, Router, ServerContext, Unauthorized, bearer_matches, error_response
 from services.logs import REQUEST_ID
 from services.redis_client import connect
 
@@ -38,7 +40,7 @@ async def constant(request: web.BaseRequest) -> web.Response:
     return web.Response(body=CONSTANT_JSON, content_type="application/json")
 
 
-async def constant_route(ctx: object, request: web.BaseRequest) -> web.Response:
+async def constant_route(ctx: ServerContext, request: web.BaseRequest) -> web.Response:
     return await constant(request)
 
 
@@ -48,12 +50,13 @@ async def passthrough(request: web.Request, handler: Handler) -> web.StreamRespo
 
 
 def guard_middleware(token: bytes | None) -> Middleware:
-    """The project's route guard as one aiohttp middleware: request ID and log context,
-    the bearer token unless the path is public, errors to HTTP by the API's own mapping.
-    With `project_app`, what the API would be on an `Application` (the benchmark's
-    `project-app` row); the API itself does not run on it."""
+    """The guard of `services.http.Router` as one aiohttp middleware: request ID and log
+    context, the bearer token unless the path is public, the same error path. With
+    `project_app`, what the API would be on an `Application` (the `project-app` row, the
+    measurement behind running the API on the low-level server instead)."""
     prefix = secrets.token_hex(4) + "-"
     counter = itertools.count(1)
+    public = {route.path for route in ROUTES if route.public}
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -61,14 +64,12 @@ def guard_middleware(token: bytes | None) -> Middleware:
                       or prefix + str(next(counter)))
         bound = REQUEST_ID.set(request_id)
         try:
-            if token is not None and request.path not in api_module.PUBLIC_PATHS:
-                scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(
-                        value.strip().encode(), token):
-                    raise api_module.Unauthorized
+            if (token is not None and request.path not in public
+                    and not bearer_matches(request, token)):
+                raise Unauthorized
             response = await handler(request)
-        except Exception as e:  # noqa: BLE001 - as the API's guard
-            response = api_module._error_response(request, e, request_id)
+        except Exception as e:  # noqa: BLE001 - as the router's guard
+            response = error_response(request, e, request_id)
         finally:
             REQUEST_ID.reset(bound)
         response.headers["X-Request-ID"] = request_id
@@ -83,8 +84,8 @@ def project_app(api: Api) -> web.Application:
     ctx = api.ctx
     app = web.Application(middlewares=[guard_middleware(ctx.token)],
                           client_max_size=ctx.max_body_bytes)
-    for method, path, handler in api_module.ROUTES:
-        app.router.add_route(method, path, functools.partial(handler, ctx))
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, functools.partial(route.handler, ctx))
     return app
 
 
@@ -101,13 +102,15 @@ def bare_app(middleware: str | None = None) -> web.Application:
 def bare_runner(kind: str) -> web.BaseRunner:
     """"bare"/"bare-noop"/"bare-app-mw": `bare_app` (no middleware, the no-op one, the
     guard) on an AppRunner. "bare-lowlevel": `constant` alone on aiohttp's low-level
-    server (what the project's API runs on). "bare-mw": `constant` dispatched and guarded as the project's routes are (`services.api.Dispatch`: request
-    ID and log context, errors to HTTP, 404/405 answers) on the low-level server."""
+    server (what the project's API runs on). "bare-mw": `constant` routed and guarded as
+    the project's routes are (`services.http.Router`: request ID and log context, errors
+    to HTTP, 404/405 answers) on the low-level server."""
     if kind == "bare-lowlevel":
         return web.ServerRunner(web.Server(constant, access_log=None), handle_signals=False)
     if kind == "bare-mw":
-        dispatch = Dispatch(None, None, [("POST", "/v1/anomaly/check", constant_route)])
-        return web.ServerRunner(web.Server(dispatch, access_log=None), handle_signals=False)
+        ctx = ServerContext(redis=Redis(), metrics=Metrics(), health=Health())  # unused
+        router = Router(ctx, [Route("POST", "/v1/anomaly/check", constant_route)])
+        return web.ServerRunner(router.server(), handle_signals=False)
     middleware = {"bare-noop": "noop", "bare-app-mw": "guard"}.get(kind)
     return web.AppRunner(bare_app(middleware), access_log=None, handle_signals=False)
 
@@ -133,7 +136,7 @@ async def serve(kind: str, port: int, redis_url: str, prefix: str, cache_ttl_s: 
         if kind == "project-app":
             runner = web.AppRunner(project_app(api), access_log=None, handle_signals=False)
         else:
-            runner = web.ServerRunner(api.server(), handle_signals=False)
+            runner = web.ServerRunner(api.router.server(), handle_signals=False)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, backlog=1024).start()
         await stop.wait()
