@@ -154,9 +154,11 @@ class Router(Generic[C]):
 
 
 def bearer_matches(request: web.BaseRequest, token: bytes) -> bool:
-    """`Authorization: Bearer <token>`, compared in constant time."""
+    """`Authorization: Bearer <token>`, compared in constant time. Header bytes that are
+    not UTF-8 come back as they were sent (aiohttp decodes with surrogateescape)."""
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        value.strip().encode("utf-8", "surrogateescape"), token)
 
 
 def _method_not_allowed(allowed: set[str]) -> Handler[ServerContext]:

@@ -146,6 +146,12 @@ async def test_the_right_token_is_accepted_whatever_the_schemes_case(serve: Serv
         assert response.status == 200, authorization
 
 
+async def test_a_token_that_is_not_utf8_is_refused_not_a_crash(serve: Serve) -> None:
+    client = await serve(token=TOKEN)
+    first, rest = await raw(client, b"GET /fail?what=bug HTTP/1.1\r\nAuthorization: Bearer \xff")
+    assert (first + rest).startswith(b"HTTP/1.1 401 ")
+
+
 async def test_auth_comes_before_404_and_405_except_on_public_paths(serve: Serve) -> None:
     client = await serve(token=TOKEN)
     assert (await client.get("/nope")).status == 401
