@@ -1,6 +1,6 @@
 """The observer: Redis-side state (stream lengths, group lag and pending, dead letters,
-baseline freshness, anomalies by service) as gauges, and a /metrics listener for roles
-without the API.
+baseline freshness, anomalies by service) as gauges, and the metrics listener: the API's
+probes (/metrics, /healthz, /readyz) on their own port, for roles without the API.
 
 Counters in each stage say what that process did; only Redis knows what is still
 waiting. The observer asks it every `observe_interval_s` with a handful of cheap calls
@@ -19,24 +19,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiohttp import web
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pipeline import streams
-from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import sleep_or_stop
 from services.config import Settings
 from services.health import Health
+from services.http import PROBES, Router, ServerContext, serving
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +43,6 @@ ANOMALY_PAGES = 10
 # Label cardinality bound: the first MAX_SERVICES service names get their own series.
 MAX_SERVICES = 50
 OTHER_SERVICE = "other"
-READY_TIMEOUT_S = 1.0
 
 
 def _text(value: bytes | str) -> str:
@@ -229,50 +221,18 @@ class Observer:
             await sleep_or_stop(stop, interval_s)
 
 
-def listener_app(redis: Redis, metrics: Metrics, health: Health) -> web.Application:
-    """/metrics, /healthz (process alive) and /readyz (Redis answers, no stage broken)."""
-
-    async def metrics_handler(request: web.Request) -> web.Response:
-        payload = generate_latest(metrics.registry)
-        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(request: web.Request) -> web.Response:
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: pipeline/retry.py
-                redis_ok = bool(await redis.ping())
-        except (RedisError, OSError, TimeoutError):
-            redis_ok = False
-        ready = redis_ok and not health.broken()
-        body = {"status": "ready" if ready else "not ready",
-                "redis": "ok" if redis_ok else "unavailable", "stages": health.stages}
-        return web.json_response(body, status=200 if ready else 503)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
+def listener(redis: Redis, metrics: Metrics, health: Health) -> Router[ServerContext]:
+    """/metrics, /healthz and /readyz: the API's probe routes, on the one HTTP layer (no
+    bearer token: the listener serves nothing else)."""
+    return Router(ServerContext(redis=redis, metrics=metrics, health=health), PROBES)
 
 
 @asynccontextmanager
-async def listening(app: web.Application, host: str, port: int) -> AsyncIterator[None]:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as e:
-            raise ConfigError(
-                f"metrics listener cannot listen on {host}:{port}: {e.strerror}; "
-                "set TLA_METRICS_PORT (0 turns it off)"
-            ) from e
+async def listening(router: Router[ServerContext], host: str, port: int) -> AsyncIterator[None]:
+    async with serving(router, host, port, "metrics listener",
+                       "set TLA_METRICS_PORT (0 turns it off)"):
         log.info("event=metrics_listening url=http://%s:%d/metrics", host, port)
         yield
-    finally:
-        await runner.cleanup()
 
 
 class MetricsStage:
@@ -282,14 +242,14 @@ class MetricsStage:
         self, settings: Settings, redis: Redis, metrics: Metrics, health: Health, observe: bool
     ) -> None:
         self.settings = settings.metrics
-        self.app = listener_app(redis, metrics, health)
+        self.router = listener(redis, metrics, health)
         interval_s = self.settings.observe_interval_s
         self.interval_s = interval_s if observe else 0.0
         self.observer = Observer(redis, settings.keys(), metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.settings.port:
-            async with listening(self.app, self.settings.host, self.settings.port):
+            async with listening(self.router, self.settings.host, self.settings.port):
                 await self._observe_or_wait(stop)
         else:
             await self._observe_or_wait(stop)

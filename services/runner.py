@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from redis.asyncio import Redis
 
 from pipeline.baselines import BaselineStore
@@ -35,6 +34,7 @@ from services.api import Api
 from services.config import Settings
 from services.embedded import embedded_redis
 from services.health import Health
+from services.http import serving
 from services.redis_client import connect, redact
 
 log = logging.getLogger(__name__)
@@ -124,21 +124,11 @@ def make_recomputer(s: Settings, redis: Redis, metrics: Metrics, consumer: str) 
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
     api = Api(rt.settings, rt.redis, rt.metrics, health=rt.health)
-    async with api.running():  # the baseline-version watch, from before the first request
-        runner = web.ServerRunner(api.server(), handle_signals=False)
-        await runner.setup()
-        host, port = rt.settings.api.host, rt.settings.api.port
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as e:
-            await runner.cleanup()
-            raise ConfigError(
-                f"API cannot listen on {host}:{port}: {e.strerror}; set TLA_API_PORT") from e
+    host, port = rt.settings.api.host, rt.settings.api.port
+    # The baseline-version watch runs from before the first request.
+    async with api.running(), serving(api.router, host, port, "API", "set TLA_API_PORT"):
         log.info("event=api_listening url=http://%s:%d", host, port)
-        try:
-            await stop.wait()
-        finally:
-            await runner.cleanup()
+        await stop.wait()
 
 
 async def supervise(name: str, stage: Stage, rt: Runtime) -> None:

@@ -1,25 +1,33 @@
 """Check API throughput: the real `POST /v1/anomaly/check` next to a bare aiohttp handler.
 
 Each server runs in its own process pinned to CPU 0; wrk (Debian's `wrk`) runs pinned to
-CPU 1 with 50 connections. Rows, all from the same run:
-- `bare`: an aiohttp POST handler that reads the body and returns constant JSON (ceiling);
-- `bare+noop-middleware`: the same handler behind one pass-through middleware (what
-  aiohttp's middleware machinery costs by itself; the project has none);
-- `bare-lowlevel`: the same handler alone on aiohttp's low-level server (`web.Server`, no
-  `Application`, no router), which the project's API runs on: the floor under `project`;
-- `bare+project-dispatch`: the same handler dispatched and guarded as the project's
-  routes are (`services.api.Dispatch` on the low-level server: request id and log
-  context, auth, errors to HTTP, 404/405), the framework layer before any check work.
-  Until the API moved to the low-level server this row was `bare+project-middlewares`;
+CPU 1 with 50 connections. Rows, all from the same run, by substrate:
+- `bare`: an aiohttp POST handler that reads the body and returns constant JSON, on an
+  `Application` (the ceiling of the ">= 0.8 x bare" target);
+- `bare+noop-middleware`: the same behind one pass-through middleware (what aiohttp's
+  middleware machinery costs by itself);
+- `bare+project-middleware`: the same behind the project's guard as one middleware
+  (request ID and log context, auth, errors to HTTP);
+- `project-app`: the project's routes and handlers on an `Application` with that one
+  middleware: what the API would cost on aiohttp's plain stack;
+- `bare-lowlevel`: the constant handler alone on aiohttp's low-level server (`web.Server`,
+  no `Application`, no router), which the project's API runs on;
+- `bare+project-dispatch`: the same handler routed and guarded as the project's routes
+  are (`services.http.Router`), the HTTP layer before any check work;
 - `project`: the project's API with its baseline cache (the steady state);
 - `project-nocache`: the same API with `api.cache_ttl_s = 0`, one HGETALL per request;
 - `project-batch100`: `POST /v1/anomaly/check:batch` with 100 traces per request.
 - with `--uvloop` (needs `pip install uvloop`, not a project dependency): `bare-uvloop`
   and `project-uvloop`, the bare handler (on an `Application`, as `bare`) and the project
   both on uvloop's event loop, so their ratio has the same loop on both sides.
-Every row but the last two is measured `--rounds` times in alternation and the best of
-each is kept. Besides wrk's figures each row has the server's CPU time per
-request (from /proc): on a shared machine it is the steadier of the two ratios.
+Besides the ratios to `bare`, the script prints each project row against the bare
+handler on its own substrate (`project-app` x `bare`, `project` x `bare-lowlevel`).
+Every row but `project-nocache` and `project-batch100` is measured `--rounds` times in
+alternation; the table shows the best round of each, and also the median over rounds of
+each round's ratio to the bare handler of the same round (neighbours in time: a load
+that comes and goes touches both or neither). Besides wrk's figures each row has the
+server's CPU time per request (from /proc): on a shared machine it is the steadier of
+the two.
 
     .venv/bin/python -m scripts.bench.check_api [--smoke] [--json out.json]
 """
@@ -32,6 +40,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -152,8 +161,22 @@ def measure(kind: str, args: list[str], script: Path, seconds: int) -> dict[str,
         server.wait(10)
 
 
-def best(a: dict[str, float] | None, b: dict[str, float]) -> dict[str, float]:
-    return b if a is None or b["req_per_s"] > a["req_per_s"] else a
+def best(runs: list[dict[str, float]]) -> dict[str, float]:
+    return max(runs, key=lambda f: f["req_per_s"])
+
+
+def round_ratios(runs: dict[str, list[dict[str, float]]], name: str, ref: str
+                 ) -> tuple[float, float]:
+    """The medians over rounds of `name`'s req/s and CPU ratios to `ref` in the same round."""
+    pairs = list(zip(runs[name], runs[ref]))
+    by_rps = statistics.median(f["req_per_s"] / r["req_per_s"] for f, r in pairs)
+    by_cpu = statistics.median(r["server_cpu_us_per_req"] / f["server_cpu_us_per_req"]
+                               for f, r in pairs)
+    return round(by_rps, 3), round(by_cpu, 3)
+
+
+def reference(name: str) -> str:
+    return "bare-uvloop" if name.endswith("-uvloop") else "bare"
 
 
 def main() -> None:
@@ -181,24 +204,29 @@ def main() -> None:
             single = wrk_script(Path(tmp) / "one.lua", "/v1/anomaly/check", one)
             many = wrk_script(Path(tmp) / "batch.lua", "/v1/anomaly/check:batch", batch)
             kinds = {"bare": ("bare", []), "bare+noop-middleware": ("bare-noop", []),
+                     "bare+project-middleware": ("bare-app-mw", []),
+                     "project-app": ("project-app", project),
                      "bare-lowlevel": ("bare-lowlevel", []),
                      "bare+project-dispatch": ("bare-mw", []),
                      "project": ("project", project)}
             if a.uvloop:
                 kinds["bare-uvloop"] = ("bare", ["--uvloop"])
                 kinds["project-uvloop"] = ("project", [*project, "--uvloop"])
-            found: dict[str, dict[str, float] | None] = dict.fromkeys(kinds)
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in kinds}
             for _ in range(rounds):
                 for name, (kind, args) in kinds.items():
-                    found[name] = best(found[name], measure(kind, args, single, seconds))
-            rows.update({k: v for k, v in found.items() if v is not None})
+                    runs[name].append(measure(kind, args, single, seconds))
+            for name, measured in runs.items():
+                rows[name] = best(measured)
+                rows[name]["round_ratio"], rows[name]["round_cpu_ratio"] = round_ratios(
+                    runs, name, reference(name))
             rows["project-nocache"] = measure(
                 "project", [*project, "--cache-ttl-s", "0"], single, seconds)
             rows["project-batch100"] = measure("project", project, many, seconds)
             rows["project-batch100"]["checks_per_s"] = rows["project-batch100"]["req_per_s"] * 100
     finally:
         asyncio.run(_cleanup(a.redis_url, prefix))
-    report(rows, a.json, seconds)
+    report(rows, runs, a.json, seconds)
 
 
 async def _cleanup(url: str, prefix: str) -> None:
@@ -209,34 +237,41 @@ async def _cleanup(url: str, prefix: str) -> None:
         await redis.aclose()
 
 
-def report(rows: dict[str, dict[str, float]], json_path: str | None, seconds: int) -> None:
+def report(rows: dict[str, dict[str, float]], runs: dict[str, list[dict[str, float]]],
+           json_path: str | None, seconds: int) -> None:
     bare_rps = rows["bare"]["req_per_s"]
     bare_cpu = rows["bare"]["server_cpu_us_per_req"]
     out = []
     for name, f in rows.items():
-        ref = rows["bare-uvloop" if name.endswith("-uvloop") else "bare"]
+        ref = rows[reference(name)]
         out.append([name, f["req_per_s"], f.get("checks_per_s", f["req_per_s"]),
                     f.get("p50_ms", 0.0), f.get("p99_ms", 0.0),
                     common.ratio(f["req_per_s"], ref["req_per_s"]), f["server_cpu_us_per_req"],
                     common.ratio(ref["server_cpu_us_per_req"], f["server_cpu_us_per_req"]),
+                    f.get("round_ratio", "-"), f.get("round_cpu_ratio", "-"),
                     int(f["non_2xx"])])
     print(common.table(
         f"check API, wrk -t1 -c{CONNECTIONS} -d{seconds}s, server on CPU {SERVER_CPU}, "
-        f"wrk on CPU {LOAD_CPU} (best of the alternating rounds; *-uvloop rows x bare-uvloop)",
+        f"wrk on CPU {LOAD_CPU} (best of the alternating rounds, and the median of each "
+        "round's ratio; *-uvloop rows x bare-uvloop)",
         ["server", "req/s", "checks/s", "p50 ms", "p99 ms", "x bare", "cpu us/req",
-         "x bare (cpu)", "non-2xx"], out))
+         "x bare (cpu)", "median x bare", "median (cpu)", "non-2xx"], out))
     figures = {**{k: v for k, v in rows.items()},
                "ratio_project_vs_bare": common.ratio(rows["project"]["req_per_s"], bare_rps),
                "cpu_ratio_project_vs_bare": common.ratio(
                    bare_cpu, rows["project"]["server_cpu_us_per_req"])}
-    low = rows["bare-lowlevel"]  # the same HTTP layer as the project: its own share alone
-    figures["ratio_project_vs_bare_lowlevel"] = common.ratio(
-        rows["project"]["req_per_s"], low["req_per_s"])
-    figures["cpu_ratio_project_vs_bare_lowlevel"] = common.ratio(
-        low["server_cpu_us_per_req"], rows["project"]["server_cpu_us_per_req"])
-    print(f"project x bare-lowlevel (the same aiohttp layer, the project's own work alone): "
-          f"{figures['ratio_project_vs_bare_lowlevel']:.3f} by req/s, "
-          f"{figures['cpu_ratio_project_vs_bare_lowlevel']:.3f} by CPU")
+    # Each project row against the bare handler on the same substrate: its own work alone.
+    for name, bare_name, key in (("project-app", "bare", "project_app_vs_bare"),
+                                 ("project", "bare-lowlevel", "project_vs_bare_lowlevel")):
+        project_row, bare_row = rows[name], rows[bare_name]
+        figures[f"ratio_{key}"] = common.ratio(project_row["req_per_s"], bare_row["req_per_s"])
+        figures[f"cpu_ratio_{key}"] = common.ratio(
+            bare_row["server_cpu_us_per_req"], project_row["server_cpu_us_per_req"])
+        medians = round_ratios(runs, name, bare_name)
+        figures[f"round_ratio_{key}"], figures[f"round_cpu_ratio_{key}"] = medians
+        print(f"{name} x {bare_name} (the same substrate): {figures[f'ratio_{key}']:.3f} "
+              f"by req/s, {figures[f'cpu_ratio_{key}']:.3f} by CPU (best rounds); "
+              f"medians of the rounds' ratios {medians[0]:.3f} / {medians[1]:.3f}")
     if "bare-uvloop" in rows:  # the same event loop on both sides
         uv_bare, uv_project = rows["bare-uvloop"], rows["project-uvloop"]
         figures["ratio_project_vs_bare_uvloop"] = common.ratio(

@@ -180,6 +180,9 @@ async def test_listener_serves_metrics_health_and_readiness(redis: Redis, prefix
             health.set("ingest", "restarting")
             ready = await client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["stages"]["ingest"] == "restarting"
+            missing = await client.get("/nope")  # the API's HTTP layer: JSON errors, request IDs
+            assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+            assert missing.headers["X-Request-ID"]
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)

@@ -45,7 +45,7 @@ async def serve(aiohttp_client: ClientMaker, redis: Redis, prefix: str) -> Async
         async def make(store: Redis = redis, **api: Any) -> TestClient:
             app = Api(settings_for(prefix, **api), store, Metrics())
             await running.enter_async_context(app.running())
-            client = await aiohttp_client(RawTestServer(app.dispatch))
+            client = await aiohttp_client(RawTestServer(app.router))
             running.push_async_callback(client.close)  # the server stops before the watch
             return client
 
@@ -268,12 +268,12 @@ async def test_lines_logged_during_a_request_carry_its_id(
                 seen.append(REQUEST_ID.get(None))
 
     spy = Spy()
-    logging.getLogger("services.api").addHandler(spy)
+    logging.getLogger("services.http").addHandler(spy)
     try:
         response = await client.post("/v1/anomaly/check", json=body(),
                                       headers={"X-Request-ID": "trace-me"})
     finally:
-        logging.getLogger("services.api").removeHandler(spy)
+        logging.getLogger("services.http").removeHandler(spy)
         await dead.aclose()
     assert response.status == 503 and response.headers["X-Request-ID"] == "trace-me"
     assert seen == ["trace-me"]
