@@ -16,16 +16,11 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client import metrics as _client_metrics
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
-
-# Check latency lives well under a millisecond in the steady state; the top buckets
-# catch Redis round trips and stalls.
-CHECK_BUCKETS_S = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0)
-
 
 P = TypeVar("P")
 
@@ -44,14 +39,6 @@ class Metrics:
             "tla_stream_reclaimed_total", "Pending entries taken over from idle consumers",
             ["stream"], registry=r,
         )
-        self.check_requests = StatusCounter(
-            "tla_check_requests_total", "Anomaly checks answered, by verdict status",
-            "status", registry=r,
-        )
-        self.check_seconds = PlainHistogram(
-            "tla_check_duration_seconds", "Server time of one anomaly check",
-            buckets=CHECK_BUCKETS_S, registry=r,
-        )
         self.redis_errors = Counter(
             "tla_redis_errors_total", "Redis errors seen by a stage (retried)",
             ["stage"], registry=r,
@@ -60,56 +47,6 @@ class Metrics:
             "tla_stage_restarts_total", "Stages restarted after an unexpected error",
             ["stage"], registry=r,
         )
-
-        # --- tempo-source (pipeline/tempo.py, services/tempo_source.py) ---------------
-        self.tempo_polls = Counter(
-            "tla_tempo_polls_total", "Poll cycles of the Tempo source, by outcome "
-            "(ok, unavailable, rejected)", ["outcome"], registry=r,
-        )
-        self.tempo_queries = Counter(
-            "tla_tempo_queries_total", "Tempo /api/search requests, by outcome "
-            "(ok, truncated, error)", ["outcome"], registry=r,
-        )
-        self.tempo_query_seconds = Histogram(
-            "tla_tempo_query_duration_seconds", "Time of one Tempo /api/search request",
-            registry=r,
-        )
-        self.tempo_traces_seen = Counter(
-            "tla_tempo_traces_seen_total", "Traces returned by Tempo searches (with repeats)",
-            registry=r,
-        )
-        self.tempo_traces_published = Counter(
-            "tla_tempo_traces_published_total", "Traces added to the traces stream", registry=r,
-        )
-        self.tempo_traces_duplicate = Counter(
-            "tla_tempo_traces_duplicate_total",
-            "Traces skipped because this source published them recently", registry=r,
-        )
-        self.tempo_traces_held = Counter(
-            "tla_tempo_traces_held_back_total", "Traces not published yet, by reason "
-            "(root_not_received, no_service, no_endpoint, malformed)", ["reason"], registry=r,
-        )
-        self.tempo_truncations = Counter(
-            "tla_tempo_truncations_total", "Searches that returned `limit` traces, by outcome "
-            "(split: the window was bisected; unresolved: minimum window reached)",
-            ["outcome"], registry=r,
-        )
-        self.tempo_errors = Counter(
-            "tla_tempo_errors_total", "Tempo source errors, by kind (timeout, connect, "
-            "http_429, http_5xx, http_4xx codes, bad_response, redis)", ["kind"], registry=r,
-        )
-        self.tempo_watermark_lag = Gauge(
-            "tla_tempo_watermark_lag_seconds",
-            "Seconds between now and the last fully covered second", registry=r,
-        )
-        self.tempo_skipped = Counter(
-            "tla_tempo_skipped_seconds_total",
-            "Seconds of history skipped because a gap exceeded max_catchup_s", registry=r,
-        )
-        self.tempo_leader = Gauge(
-            "tla_tempo_leader", "1 while this process holds the Tempo polling lease", registry=r,
-        )
-
 
     def part(self, cls: Callable[[CollectorRegistry], P]) -> P:
         """The process's one `cls(registry)`, registered on first use."""

@@ -158,8 +158,8 @@ async def backfill(settings: Settings, since: str) -> int:
     if not settings.tempo.url:
         raise ConfigError("backfill needs TLA_TEMPO_URL (Tempo's base URL)")
     from pipeline.metrics import Metrics
-    from services.tempo_source import backfill as run_backfill
-    from services.tempo_source import parse_since
+    from pipeline.tempo_source.backfill import backfill as run_backfill
+    from pipeline.tempo_source.backfill import parse_since
 
     try:
         since_s = parse_since(since)

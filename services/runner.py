@@ -87,7 +87,7 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
     s = rt.settings
     stages: dict[str, Stage] = {}
     if "tempo-source" in roles and s.tempo.url:
-        from services.tempo_source import TempoSource
+        from pipeline.tempo_source.stage import TempoSource
 
         stages["tempo-source"] = TempoSource.from_settings(s, rt.redis, rt.metrics).run
     if "ingest" in roles:

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-
 from redis.asyncio import Redis
 
 from pipeline.metrics import Metrics

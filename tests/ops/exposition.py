@@ -8,6 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.metrics import Metrics
 from pipeline.recompute.metrics import RecomputeMetrics
+from pipeline.tempo_source.metrics import TempoMetrics
+from services.api import CheckMetrics
 from services.observer import ObserverMetrics
 
 # The sample names each metric type exposes, from its family name.
@@ -29,7 +31,7 @@ def sample_names(text: str) -> set[str]:
 
 
 # Every stage's own series: `run` registers all of them.
-PARTS = (IngestMetrics, RecomputeMetrics, ObserverMetrics)
+PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics)
 
 
 def full_exposition() -> str:

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
+from services.api import CheckMetrics
 from services.config import Settings
 from services.health import Health
 from services.observer import Observer
@@ -44,8 +45,9 @@ async def populated_exposition(redis: Redis, keys: Keys) -> str:
     await redis.xadd(keys.anomalies, {"service": "checkout"})
     await observer.observe()
     metrics.part(IngestMetrics).events.labels("new").inc(3)
-    metrics.check_requests.labels("anomaly").inc()
-    metrics.check_seconds.observe(0.0004)
+    checks = metrics.part(CheckMetrics)
+    checks.check_requests.labels("anomaly").inc()
+    checks.check_seconds.observe(0.0004)
     metrics.redis_errors.labels("ingest").inc()
     return generate_latest(metrics.registry).decode()
 

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 # What the product reads at run time, as package data.
 DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua",
+              "pipeline/tempo_source/coverage_add.lua",
               "schemas/openapi.yaml", "schemas/streams.schema.json",
               "schemas/trace_event.schema.json"}
 START_S = 30.0

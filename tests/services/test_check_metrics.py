@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from pipeline.metrics import CHECK_BUCKETS_S, Metrics, PlainHistogram, StatusCounter
+from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
+from services.api import CHECK_BUCKETS_S, CheckMetrics
 
 STATUSES = ("anomaly", "normal", "no_baseline")
 # Around and on every bound, and past the last one.
@@ -61,6 +62,7 @@ def test_children_labels_inc_and_created() -> None:
 
 def test_names_are_registered_so_a_clash_is_refused() -> None:
     metrics = Metrics()
+    metrics.part(CheckMetrics)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         Counter("tla_check_requests_total", "again", registry=metrics.registry)
     with pytest.raises(ValueError, match="Duplicated timeseries"):

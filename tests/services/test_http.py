@@ -221,7 +221,7 @@ async def test_probes(serve: Serve, redis: Redis) -> None:
     assert (await client.get("/metrics")).status == 401  # not public
     scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert scraped.headers["Content-Type"].startswith("text/plain")
-    assert "tla_check_requests_total" in await scraped.text()
+    assert "tla_stage_restarts_total" in await scraped.text()  # the registry it was given
 
 
 async def test_readyz_without_redis_is_503(serve: Serve) -> None:

@@ -33,8 +33,9 @@ from pipeline.events import TraceEvent, to_fields
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import Backoff, sleep_or_stop
-from pipeline.tempo_client import SearchQuery, TempoClient, TempoRejected, TempoUnavailable
-from pipeline.tempo_parse import (
+from pipeline.tempo_source.client import SearchQuery, TempoClient, TempoRejected, TempoUnavailable
+from pipeline.tempo_source.metrics import TempoMetrics
+from pipeline.tempo_source.parse import (
     Features,
     Held,
     SearchPage,
@@ -177,6 +178,7 @@ class Harvester:
 
     def __post_init__(self) -> None:
         self.limit = self.params.limit
+        self.series = self.metrics.part(TempoMetrics)
 
     @property
     def query(self) -> str:
@@ -207,12 +209,12 @@ class Harvester:
         """Queue the halves of a truncated part; False when it is too small to split."""
         self.stats.truncations += 1
         if part.span_s > self.params.min_window_s:
-            self.metrics.tempo_truncations.labels("split").inc()
+            self.series.tempo_truncations.labels("split").inc()
             left, right = part.halves()
             pending.extend((right, left))  # oldest half first
             return True
         self.stats.unresolved += 1
-        self.metrics.tempo_truncations.labels("unresolved").inc()
+        self.series.tempo_truncations.labels("unresolved").inc()
         log.warning(
             "event=tempo_truncated_unresolved start_s=%d end_s=%d limit=%d hint=%s",
             part.start_s, part.end_s, self.limit,
@@ -233,7 +235,7 @@ class Harvester:
                 page = await self._timed_search(query)
             except TempoRejected as e:
                 if not self._adapt(e, query):
-                    self.metrics.tempo_queries.labels("error").inc()
+                    self.series.tempo_queries.labels("error").inc()
                     raise
                 continue
             except TempoUnavailable as e:
@@ -244,14 +246,14 @@ class Harvester:
                     return None
                 continue
             truncated = page.returned >= self.limit
-            self.metrics.tempo_queries.labels("truncated" if truncated else "ok").inc()
+            self.series.tempo_queries.labels("truncated" if truncated else "ok").inc()
             return page
 
     def _unavailable(self, error: TempoUnavailable, window: Window,
                      retrying: _Retrying) -> float | None:
         """Count a failed search; how long to wait before retrying it (None: give up)."""
-        self.metrics.tempo_queries.labels("error").inc()
-        self.metrics.tempo_errors.labels(error.kind).inc()
+        self.series.tempo_queries.labels("error").inc()
+        self.series.tempo_errors.labels(error.kind).inc()
         delay_s = retrying.next_delay_s(error)
         if delay_s is not None:
             log.warning("event=tempo_search_retry start_s=%d end_s=%d kind=%s attempt=%d "
@@ -265,7 +267,7 @@ class Harvester:
         try:
             return await self.client.search(query)
         finally:
-            self.metrics.tempo_query_seconds.observe(time.perf_counter() - started)
+            self.series.tempo_query_seconds.observe(time.perf_counter() - started)
 
     def _adapt(self, error: TempoRejected, query: SearchQuery) -> bool:
         """True when the rejection names something we can change ourselves."""
@@ -293,15 +295,15 @@ class Harvester:
         fresh: dict[str, TraceEvent] = {}
         for trace in page.traces:
             self.stats.seen += 1
-            self.metrics.tempo_traces_seen.inc()
+            self.series.tempo_traces_seen.inc()
             if trace.trace_id in self.recent or trace.trace_id in fresh:
                 self.stats.duplicates += 1
-                self.metrics.tempo_traces_duplicate.inc()
+                self.series.tempo_traces_duplicate.inc()
                 continue
             if self.skip_covered and _overlaps(trace.start_ns, trace.duration_ms,
                                                self.skip_covered):
                 self.stats.duplicates += 1  # published by the search that covered it
-                self.metrics.tempo_traces_duplicate.inc()
+                self.series.tempo_traces_duplicate.inc()
                 continue
             event = to_event(trace, roots_only, self.params.source)
             if isinstance(event, Held):
@@ -314,7 +316,7 @@ class Harvester:
 
     def _held(self, reason: str) -> None:
         self.stats.held += 1
-        self.metrics.tempo_traces_held.labels(reason).inc()
+        self.series.tempo_traces_held.labels(reason).inc()
 
     async def _xadd(self, events: list[TraceEvent]) -> None:
         # No MAXLEN: trimming must never drop entries the ingest group has not acked.
@@ -325,7 +327,7 @@ class Harvester:
         for event in events:
             self.recent.add(event.trace_id)
         self.stats.published += len(events)
-        self.metrics.tempo_traces_published.inc(len(events))
+        self.series.tempo_traces_published.inc(len(events))
 
 
 async def _pause(stop: asyncio.Event | None, delay_s: float) -> bool:

@@ -18,8 +18,9 @@ from tempo_support import WAIT_S, SettingsFor, by_id, entries, live, sample, wai
 from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from services.tempo_source import TempoSource, backfill
-from services.tempo_state import Coverage
+from pipeline.tempo_source.backfill import backfill
+from pipeline.tempo_source.stage import TempoSource
+from pipeline.tempo_source.state import Coverage
 
 
 async def test_every_trace_exactly_once_through_outages_truncation_and_catch_up(
@@ -29,7 +30,7 @@ async def test_every_trace_exactly_once_through_outages_truncation_and_catch_up(
     live traffic with late roots, a 503 outage, a 429 burst, slow answers, a refused
     port, overlapping polls. The stream ends with each trace once and nothing else."""
     caplog.set_level(logging.INFO)
-    caplog.set_level(logging.DEBUG, logger="services.tempo_source")
+    caplog.set_level(logging.DEBUG, logger="pipeline.tempo_source")
     metrics = Metrics()
     polls_before = [0.0]
 

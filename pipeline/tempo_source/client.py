@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from pipeline.errors import ConfigError, TLAError
-from pipeline.tempo_parse import SearchPage, parse_search
+from pipeline.tempo_source.parse import SearchPage, parse_search
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Tempo serialises protobuf with jsonpb (see shared/fixtures/tempo/TEMPO_API.md §0):
 64-bit integers arrive as strings, 32-bit ones as numbers, zero values are omitted,
 trace IDs lose their leading zeros. Everything here is plain functions over decoded JSON,
-tested without I/O; pipeline/tempo_client.py does the HTTP.
+tested without I/O; client.py does the HTTP.
 """
 
 from __future__ import annotations

@@ -11,9 +11,15 @@ from tempo_fake import QUEUE_FULL, FakeTempo, Fault, burst, either, every, make_
 
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.tempo import Harvester, HarvestParams, SearchRetry, Window, remember_published
-from pipeline.tempo_client import TempoClient, TempoRejected, TempoUnavailable
-from services.tempo_source import discover
+from pipeline.tempo_source.client import TempoClient, TempoRejected, TempoUnavailable
+from pipeline.tempo_source.harvest import (
+    Harvester,
+    HarvestParams,
+    SearchRetry,
+    Window,
+    remember_published,
+)
+from pipeline.tempo_source.stage import discover
 
 ROOTS = "{ nestedSetParent < 0 }"
 QUICK = SearchRetry(bound_s=10.0, base_s=0.01, cap_s=0.05)  # retries in place, tiny waits

@@ -8,12 +8,7 @@ import time
 import pytest
 from tempo_fake import FakeTempo, Fault, make_traces
 
-from pipeline.tempo_client import (
-    SearchQuery,
-    TempoClient,
-    TempoRejected,
-    TempoUnavailable,
-)
+from pipeline.tempo_source.client import SearchQuery, TempoClient, TempoRejected, TempoUnavailable
 
 
 def query(limit: int = 20, spss: int = 1, span_s: int = 600) -> SearchQuery:

@@ -1,6 +1,6 @@
 """A Tempo-like HTTP server for tests: /api/search and buildinfo with Tempo's real quirks.
 
-Shapes follow tests/tempo/fixtures (TEMPO_API.md): uint64 as strings (or numbers, to test
+Shapes follow tests/pipeline/tempo_source/fixtures (TEMPO_API.md): uint64 as strings (or numbers, to test
 tolerance), omitted zeros, stripped leading zeros in trace IDs, `<root span not yet
 received>`, arbitrary subsets over `limit` (newest with `most_recent` from 2.8), spanSet
 only before 2.2, `with` rejected before 2.4, limit/spss/range validation as plain-text

@@ -26,43 +26,13 @@ import uuid
 from redis.asyncio import Redis
 
 from pipeline.keys import Keys
+from pipeline.lua import PackedScript, read_script
 
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-_ADVANCE = """
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-# Add [ARGV[1], ARGV[2]] to the interval set KEYS[1], merging what it overlaps or touches.
-_COVER = """
-local s, e = tonumber(ARGV[1]), tonumber(ARGV[2])
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', e)) do
-  local ms, me = string.match(m, '^(%d+)-(%d+)$')
-  ms, me = tonumber(ms), tonumber(me)
-  if me and me >= s then
-    if ms < s then s = ms end
-    if me > e then e = me end
-    redis.call('ZREM', KEYS[1], m)
-  end
-end
-redis.call('ZADD', KEYS[1], s, s .. '-' .. e)
-return redis.call('ZCARD', KEYS[1])
-"""
+# The compare-and-act steps, in Lua beside this module.
+RENEW_LUA = read_script(__package__, "lease_renew.lua")
+RELEASE_LUA = read_script(__package__, "lease_release.lua")
+ADVANCE_LUA = read_script(__package__, "watermark_advance.lua")
+COVER_LUA = read_script(__package__, "coverage_add.lua")
 # Intervals kept: an outage now and then adds one; past this the oldest are dropped
 # (a backfill of that far back would then search them again).
 MAX_INTERVALS = 10_000
@@ -81,8 +51,10 @@ class Lease:
         self.key = keys.tempo_lease
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.holder = holder or identity()
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._key_b = [self.key.encode()]
+        self._holder_b = self.holder.encode()
+        self._renew = PackedScript(redis, RENEW_LUA)
+        self._release = PackedScript(redis, RELEASE_LUA)
 
     async def acquire(self) -> bool:
         """Take the lease if free, or extend it if already ours."""
@@ -91,10 +63,10 @@ class Lease:
         return await self.renew()
 
     async def renew(self) -> bool:
-        return bool(await self._renew(keys=[self.key], args=[self.holder, self.ttl_ms]))
+        return bool(await self._renew(self._key_b, [self._holder_b, b"%d" % self.ttl_ms]))
 
     async def release(self) -> None:
-        await self._release(keys=[self.key], args=[self.holder])
+        await self._release(self._key_b, [self._holder_b])
 
     async def holder_now(self) -> str | None:
         value = await self.redis.get(self.key)
@@ -107,7 +79,7 @@ class Watermark:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.key = keys.tempo_watermark
-        self._advance = redis.register_script(_ADVANCE)
+        self._advance = PackedScript(redis, ADVANCE_LUA)
 
     async def get(self) -> int | None:
         value = await self.redis.get(self.key)
@@ -115,7 +87,7 @@ class Watermark:
 
     async def advance(self, second: int) -> bool:
         """Move forward to `second`; False when it already was at or past it."""
-        return bool(await self._advance(keys=[self.key], args=[int(second)]))
+        return bool(await self._advance([self.key.encode()], [b"%d" % int(second)]))
 
 
 class Coverage:
@@ -124,12 +96,13 @@ class Coverage:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis = redis
         self.key = keys.tempo_covered
-        self._cover = redis.register_script(_COVER)
+        self._cover = PackedScript(redis, COVER_LUA)
 
     async def add(self, start_s: int, end_s: int) -> None:
         if end_s <= start_s:
             return
-        count = int(await self._cover(keys=[self.key], args=[int(start_s), int(end_s)]))
+        count = int(await self._cover([self.key.encode()],
+                                      [b"%d" % int(start_s), b"%d" % int(end_s)]))
         if count > MAX_INTERVALS:
             await self.redis.zremrangebyrank(self.key, 0, count - MAX_INTERVALS - 1)
 

@@ -11,7 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from pipeline.metrics import Metrics
-from services.config import Settings, TempoSettings
+from pipeline.tempo_source.settings import TempoSettings
+from services.config import Settings
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.events import TraceEvent
-from pipeline.tempo import RecentIds, Window, chunks
-from pipeline.tempo_client import TempoClient, _hint, check_url
-from pipeline.tempo_parse import (
+from pipeline.tempo_source.backfill import BackfillSummary, _Progress, parse_since
+from pipeline.tempo_source.client import TempoClient, _hint, check_url
+from pipeline.tempo_source.harvest import RecentIds, Window, chunks
+from pipeline.tempo_source.parse import (
     Held,
     as_int,
     effective_query,
@@ -25,14 +26,8 @@ from pipeline.tempo_parse import (
     to_event,
     without_hint,
 )
-from services.config import TempoSettings
-from services.tempo_source import (
-    BackfillSummary,
-    _Progress,
-    parse_since,
-    plan_poll,
-    validate_tempo,
-)
+from pipeline.tempo_source.settings import TempoSettings
+from pipeline.tempo_source.stage import plan_poll, validate_tempo
 
 # Real Tempo responses, copied with their provenance (fixtures/README.md).
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

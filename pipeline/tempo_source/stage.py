@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass
-from typing import TextIO
 
 from redis.asyncio import Redis
 
@@ -26,7 +24,8 @@ from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
-from pipeline.tempo import (
+from pipeline.tempo_source.client import TempoClient, TempoError, TempoRejected, TempoUnavailable
+from pipeline.tempo_source.harvest import (
     Harvester,
     HarvestParams,
     PartDone,
@@ -35,23 +34,16 @@ from pipeline.tempo import (
     chunks,
     remember_published,
 )
-from pipeline.tempo_client import (
-    TempoClient,
-    TempoError,
-    TempoRejected,
-    TempoUnavailable,
-)
-from pipeline.tempo_parse import Features, features_for
-from services.config import Settings, TempoSettings
-from services.tempo_state import Coverage, Lease, Watermark, uncovered
+from pipeline.tempo_source.metrics import TempoMetrics
+from pipeline.tempo_source.parse import Features, features_for
+from pipeline.tempo_source.settings import TempoConfig, TempoSettings
+from pipeline.tempo_source.state import Coverage, Lease, Watermark
 
 log = logging.getLogger(__name__)
 
 # Longest wait after a rejection (bad credentials, bad query): it is re-tried this often so
 # a fixed gateway or a new token is picked up without a restart.
 REJECTED_CAP_S = 300.0
-# Backfill searches history in windows this long, bisected when truncated.
-BACKFILL_WINDOW_S = 3600
 # How long the leader waits for its lease-keeping helpers once it cancelled them.
 HELPER_STOP_S = 5.0
 
@@ -125,12 +117,13 @@ class TempoSource:
         self.redis = redis
         self.keys = keys
         self.metrics = metrics
+        self.series = metrics.part(TempoMetrics)
         self.tempo = tempo
         self.clock = clock
         self.lease = Lease(redis, keys, tempo.lease_ttl_s)
         self.watermark = Watermark(redis, keys)
         self.coverage = Coverage(redis, keys)
-        self._record_covered = _recorder(self.coverage)
+        self._record_covered = recorder(self.coverage)
         self.harvester = Harvester(client, redis, keys, metrics, harvest_params(tempo),
                                    features_for(None))
         self._features_known = False
@@ -139,7 +132,7 @@ class TempoSource:
         self._rejected = Backoff(base_s=tempo.interval_s, cap_s=REJECTED_CAP_S)
 
     @classmethod
-    def from_settings(cls, settings: Settings, redis: Redis, metrics: Metrics) -> TempoSource:
+    def from_settings(cls, settings: TempoConfig, redis: Redis, metrics: Metrics) -> TempoSource:
         return cls(make_client(settings.tempo), redis, settings.keys(), metrics, settings.tempo)
 
     async def aclose(self) -> None:
@@ -164,11 +157,11 @@ class TempoSource:
                     else:
                         await sleep_or_stop(stop, self.tempo.lease_ttl_s / 3)
                 except TRANSIENT as e:
-                    self.metrics.tempo_errors.labels("redis").inc()
+                    self.series.tempo_errors.labels("redis").inc()
                     log.warning("event=tempo_redis_error error=%r", e)
                     await redis_backoff.wait(stop)
         finally:
-            self.metrics.tempo_leader.set(0)
+            self.series.tempo_leader.set(0)
             await self.aclose()
             log.info("event=tempo_source_stop")
 
@@ -178,7 +171,7 @@ class TempoSource:
         halt = asyncio.Event()
         tasks = [asyncio.create_task(self._keep_lease(halt)),
                  asyncio.create_task(_link(stop, halt))]
-        self.metrics.tempo_leader.set(1)
+        self.series.tempo_leader.set(1)
         log.info("event=tempo_lease_acquired holder=%s", self.lease.holder)
         try:
             await self._warm_cache()
@@ -187,7 +180,7 @@ class TempoSource:
                 await sleep_or_stop(halt, delay_s)
         finally:
             halt.set()  # the keeper renews no more, even if its cancellation went astray
-            self.metrics.tempo_leader.set(0)
+            self.series.tempo_leader.set(0)
             for task in tasks:
                 task.cancel()
             # Bounded: a helper that swallows its cancellation must not keep the leader
@@ -239,7 +232,7 @@ class TempoSource:
             return self._failed("unavailable", e, self._unavailable.next_delay_s(), e.retry_after_s)
         except TempoRejected as e:
             return self._failed("rejected", e, self._rejected.next_delay_s(), None)
-        self.metrics.tempo_polls.labels("ok").inc()
+        self.series.tempo_polls.labels("ok").inc()
         self._unavailable.reset()
         self._rejected.reset()
         return max(0.0, self.tempo.interval_s - (time.monotonic() - started))
@@ -247,10 +240,10 @@ class TempoSource:
     def _failed(
         self, outcome: str, e: TempoError, delay_s: float, at_least_s: float | None
     ) -> float:
-        self.metrics.tempo_polls.labels(outcome).inc()
+        self.series.tempo_polls.labels(outcome).inc()
         delay_s = min(REJECTED_CAP_S, max(delay_s, at_least_s or 0.0))
         if isinstance(e, TempoRejected):
-            self.metrics.tempo_errors.labels(e.kind).inc()
+            self.series.tempo_errors.labels(e.kind).inc()
             log.error("event=tempo_rejected status=%d body=%r fix=%r retry_in_s=%.1f",
                       e.status, e.body, e.hint, delay_s)
         else:  # the harvester counted each failed attempt
@@ -264,7 +257,7 @@ class TempoSource:
         plan = plan_poll(self.clock(), watermark, self.tempo, self.cutoff_s)
         self._update_lag(watermark)
         if plan.skipped_s:
-            self.metrics.tempo_skipped.inc(plan.skipped_s)
+            self.series.tempo_skipped.inc(plan.skipped_s)
             log.warning("event=tempo_gap_skipped seconds=%d fix=%r", plan.skipped_s,
                         f"run `tempo-anomaly backfill --since {plan.skipped_s + 60}s`")
         if len(plan.windows) > 1:
@@ -287,7 +280,7 @@ class TempoSource:
 
     def _update_lag(self, watermark: int | None) -> None:
         if watermark is not None:
-            self.metrics.tempo_watermark_lag.set(max(0.0, self.clock() - watermark))
+            self.series.tempo_watermark_lag.set(max(0.0, self.clock() - watermark))
 
 
 async def _link(stop: asyncio.Event, halt: asyncio.Event) -> None:
@@ -319,153 +312,10 @@ def harvest_params(t: TempoSettings) -> HarvestParams:
 # Backfill
 
 
-_SINCE = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_since(text: str) -> int:
-    """'7d', '36h', '90m', '600s' (or plain seconds) → seconds."""
-    m = _SINCE.match(text.lower())
-    if m is None or int(m.group(1)) == 0:
-        raise ValueError(f"--since must be a positive duration like 7d, 36h, 90m or 600s, "
-                         f"got {text!r}")
-    return int(m.group(1)) * _UNIT_S[m.group(2)]
-
-
-def format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-@dataclass(frozen=True, slots=True)
-class BackfillSummary:
-    since_s: int
-    tempo_version: str
-    windows: int
-    failed_windows: int
-    queries: int
-    seen: int
-    published: int
-    duplicates: int
-    held_back: int
-    truncations: int
-    unresolved: int
-    elapsed_s: float
-    covered_s: int = 0  # of the range, already published earlier: not searched again
-
-    @property
-    def ok(self) -> bool:
-        return self.failed_windows == 0
-
-    def __str__(self) -> str:
-        return (
-            f"backfill {format_duration(self.since_s)}: published {self.published} traces "
-            f"({self.duplicates} repeats skipped, {self.held_back} held back) from "
-            f"{self.windows} windows in {self.queries} searches; {self.truncations} truncated "
-            f"({self.unresolved} unresolved); {self.failed_windows} windows failed; "
-            f"{self.elapsed_s:.1f}s; Tempo {self.tempo_version}"
-            + (f"; {format_duration(self.covered_s)} already published, skipped"
-               if self.covered_s else "")
-        )
-
-
-class _Progress:
-    """A one-line bar on a terminal; every 10 % a plain line elsewhere (logs, pipes)."""
-
-    WIDTH = 30
-
-    def __init__(self, out: TextIO, total: int) -> None:
-        self.out = out
-        self.total = max(1, total)
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
-        self._last_decile = -1
-
-    def update(self, done: int, published: int) -> None:
-        share = done / self.total
-        filled = int(share * self.WIDTH)
-        line = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {share:4.0%} "
-                f"windows {done}/{self.total} published {published}")
-        if self.tty:
-            self.out.write("\r" + line + ("\n" if done >= self.total else ""))
-        elif int(share * 10) > self._last_decile:
-            self._last_decile = int(share * 10)
-            self.out.write(line + "\n")
-        self.out.flush()
-
-
-async def backfill(settings: Settings, redis: Redis, metrics: Metrics, since_s: int,
-                   progress: TextIO) -> BackfillSummary:
-    """Publish every trace of the last `since_s` seconds (minus Tempo's cutoff), window by
-    window. Rejections raise ConfigError; a search still failing after `search_retry_s`
-    counts its window as failed (what it published before stays recorded as covered)."""
-    started = time.monotonic()
-    t = settings.tempo
-    keys = settings.keys()
-    async with make_client(t) as client:
-        features, _ = await discover(client)
-        harvester = Harvester(client, redis, keys, metrics, harvest_params(t), features)
-        cutoff_s = t.end_cutoff_s if t.end_cutoff_s is not None else features.end_cutoff_s
-        end = int(time.time() - cutoff_s)
-        coverage = Coverage(redis, keys)
-        gaps = await coverage.gaps(end - since_s, end)
-        covered_s = since_s - sum(g_end - g_start for g_start, g_end in gaps)
-        if covered_s:
-            progress.write(f"backfill: {format_duration(covered_s)} of the "
-                           f"{format_duration(since_s)} were already published (by the live "
-                           "source or an earlier backfill) and are skipped: searching them "
-                           "again would count their traces twice\n")
-        size_s = min(BACKFILL_WINDOW_S, since_s)
-        windows = [w for g_start, g_end in gaps for w in chunks(g_start, g_end, size_s)]
-        bar = _Progress(progress, len(windows))
-        bar.update(0, 0)
-        failed = 0
-        for i, window in enumerate(windows, 1):
-            # Coverage is read again per window: a live source catching up after an outage
-            # may have covered part of it since the plan was made.
-            covered = await coverage.intervals()
-            harvester.skip_covered = covered
-            for g_start, g_end in uncovered(window.start_s, window.end_s, covered):
-                if not await _backfill_part(harvester, Window(g_start, g_end), coverage):
-                    failed += 1
-            bar.update(i, harvester.stats.published)
-        if failed == 0:
-            await _advance_after_backfill(Watermark(redis, keys), end - since_s, end)
-    s = harvester.stats
-    summary = BackfillSummary(since_s, features.version, len(windows), failed, s.queries, s.seen,
-                              s.published, s.duplicates, s.held, s.truncations, s.unresolved,
-                              time.monotonic() - started, covered_s)
-    log.info("event=tempo_backfill_done summary=%r", str(summary))
-    return summary
-
-
-async def _backfill_part(harvester: Harvester, window: Window, coverage: Coverage) -> bool:
-    """Cover `window`, recording each part as it is published; False when Tempo stayed
-    unavailable past the retry bound."""
-    try:
-        return await harvester.cover(window, done=_recorder(coverage))
-    except TempoRejected as e:
-        harvester.metrics.tempo_errors.labels(e.kind).inc()
-        raise ConfigError(f"Tempo rejected the backfill search: {e}") from e
-    except TempoUnavailable as e:
-        log.error("event=tempo_backfill_window_failed start_s=%d end_s=%d kind=%s error=%r",
-                  window.start_s, window.end_s, e.kind, str(e))
-        return False
-
-
-def _recorder(coverage: Coverage) -> PartDone:
+def recorder(coverage: Coverage) -> PartDone:
     """Record completed parts as covered; parts that stayed truncated are not: a backfill
     with a higher limit may still find what they held."""
     async def done(part: Window, complete: bool) -> None:
         if complete:
             await coverage.add(part.start_s, part.end_s)
     return done
-
-
-async def _advance_after_backfill(watermark: Watermark, start_s: int, end_s: int) -> None:
-    """A contiguous backfill may move the watermark forward, so the live source resumes
-    there; not across an uncovered gap older than the backfill, which must stay visible."""
-    current = await watermark.get()
-    if current is None or current >= start_s:
-        await watermark.advance(end_s)

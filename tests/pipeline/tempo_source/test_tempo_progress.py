@@ -24,8 +24,8 @@ from tempo_support import WAIT_S, SettingsFor, by_id, entries, live, sample, wai
 
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from services.tempo_source import TempoSource
-from services.tempo_state import Coverage
+from pipeline.tempo_source.stage import TempoSource
+from pipeline.tempo_source.state import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ async def test_a_burst_of_5xx_is_retried_in_place(
 async def test_retry_after_is_honoured(
     redis: Redis, prefix: str, settings_for: SettingsFor, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="pipeline.tempo")
+    caplog.set_level(logging.INFO, logger="pipeline.tempo_source")
     slow_down = Fault(429, "too many outstanding requests", {"Retry-After": "1"})
     await run_pattern("Retry-After: 1 twice, every 7th 429",
                       either(burst(4, 2, slow_down), every(7)), redis, prefix, settings_for)
