@@ -184,7 +184,8 @@ async def baseline(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
 
 
 def load_openapi() -> dict[str, Any]:
-    return yaml.safe_load(schemas.read_text("openapi.yaml"))
+    doc: dict[str, Any] = yaml.safe_load(schemas.read_text("openapi.yaml"))
+    return doc
 
 
 async def openapi(ctx: ApiContext, request: web.BaseRequest) -> web.Response:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -130,7 +131,7 @@ class TempoClient:
             headers["Authorization"] = f"Bearer {token}"
         auth = httpx.BasicAuth(user, password or "") if user else None
         verify = _tls(verify_tls, ca_file)  # a bad CA file fails here, at start-up
-        self._open = lambda: httpx.AsyncClient(
+        self._open: Callable[[], httpx.AsyncClient] = lambda: httpx.AsyncClient(
             base_url=self.url + "/", headers=headers, auth=auth, verify=verify,
             timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
             follow_redirects=False,

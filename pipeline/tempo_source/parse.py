@@ -9,6 +9,7 @@ tested without I/O; client.py does the HTTP.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,7 +222,9 @@ def root_span(trace: SearchTrace, roots_only: bool) -> Span | None:
     ]
     if not roots:
         return None
-    for pick in (lambda s: s.name == trace.root_name, lambda s: s.start_ns == trace.start_ns):
+    picks: tuple[Callable[[Any], bool], ...] = (lambda s: s.name == trace.root_name,
+                                                 lambda s: s.start_ns == trace.start_ns)
+    for pick in picks:
         for span in roots:
             if pick(span) and span.duration_ns > 0:
                 return span

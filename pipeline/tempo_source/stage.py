@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -112,7 +113,7 @@ class TempoSource:
     """The polling agent. `run(stop)` returns when `stop` is set and closes the client."""
 
     def __init__(self, client: TempoClient, redis: Redis, keys: Keys, metrics: Metrics,
-                 tempo: TempoSettings, clock=time.time) -> None:  # type: ignore[no-untyped-def]
+                 tempo: TempoSettings, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.redis = redis
         self.keys = keys
