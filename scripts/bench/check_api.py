@@ -27,7 +27,8 @@ alternation; the table shows the best round of each, and also the median over ro
 each round's ratio to the bare handler of the same round (neighbours in time: a load
 that comes and goes touches both or neither). Besides wrk's figures each row has the
 server's CPU time per request (from /proc): on a shared machine it is the steadier of
-the two.
+the two; `others %` is the share of the server's or wrk's CPU that other processes took
+during that row's best round.
 
     .venv/bin/python -m scripts.bench.check_api [--smoke] [--json out.json]
 """
@@ -38,6 +39,7 @@ import asyncio
 import importlib.util
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -114,17 +116,42 @@ def wait_port(port: int, timeout_s: float = 15.0) -> None:
 
 def run_wrk(port: int, script: Path, seconds: int, server_pid: int | None = None
             ) -> dict[str, float]:
-    """wrk's figures, plus the server's CPU time per request when `server_pid` is given:
-    on a shared, noisy machine CPU per request moves far less than requests per second."""
+    """wrk's figures, plus, when `server_pid` is given, the server's CPU time per request
+    (on a shared, noisy machine it moves far less than requests per second) and the
+    share of the server's or wrk's CPU, whichever is larger, that other processes took
+    meanwhile (a round with a large share was disturbed)."""
     cmd = [*common.taskset(LOAD_CPU), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s",
            "--latency", "-s", str(script), f"http://127.0.0.1:{port}"]
-    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
+    server_before = cpu_seconds(server_pid) if server_pid else 0.0
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy_before, started = busy_seconds(), time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     figures = parse_wrk(out)
     if server_pid:
-        cpu_s = cpu_seconds(server_pid) - cpu_before
-        figures["server_cpu_us_per_req"] = round(cpu_s * 1e6 / max(1.0, figures["requests"]), 1)
+        server_s = cpu_seconds(server_pid) - server_before
+        figures["server_cpu_us_per_req"] = round(server_s * 1e6 / max(1.0, figures["requests"]), 1)
+        wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wrk_s = (wrk_after.ru_utime + wrk_after.ru_stime
+                 - wrk_before.ru_utime - wrk_before.ru_stime)
+        elapsed_s = time.monotonic() - started
+        busy_after = busy_seconds()
+        pinned = bool(common.taskset(SERVER_CPU))  # else the CPUs are not ours to count
+        others = [(busy_after[cpu] - busy_before[cpu] - own) / elapsed_s
+                  for cpu, own in ((SERVER_CPU, server_s), (LOAD_CPU, wrk_s)) if pinned]
+        figures["others_cpu_share"] = round(max([0.0, *others]), 2)
     return figures
+
+
+def busy_seconds() -> dict[str, float]:
+    """Each CPU's time spent on anything but idling, by CPU number, from /proc/stat."""
+    busy = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *ticks = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            user, nice, system, idle, iowait, irq, softirq, steal = map(int, ticks[:8])
+            busy[name[3:]] = ((user + nice + system + irq + softirq + steal)
+                              / os.sysconf("SC_CLK_TCK"))
+    return busy
 
 
 def cpu_seconds(pid: int) -> float:
@@ -249,13 +276,13 @@ def report(rows: dict[str, dict[str, float]], runs: dict[str, list[dict[str, flo
                     common.ratio(f["req_per_s"], ref["req_per_s"]), f["server_cpu_us_per_req"],
                     common.ratio(ref["server_cpu_us_per_req"], f["server_cpu_us_per_req"]),
                     f.get("round_ratio", "-"), f.get("round_cpu_ratio", "-"),
-                    int(f["non_2xx"])])
+                    round(100 * f.get("others_cpu_share", 0.0)), int(f["non_2xx"])])
     print(common.table(
         f"check API, wrk -t1 -c{CONNECTIONS} -d{seconds}s, server on CPU {SERVER_CPU}, "
         f"wrk on CPU {LOAD_CPU} (best of the alternating rounds, and the median of each "
         "round's ratio; *-uvloop rows x bare-uvloop)",
         ["server", "req/s", "checks/s", "p50 ms", "p99 ms", "x bare", "cpu us/req",
-         "x bare (cpu)", "median x bare", "median (cpu)", "non-2xx"], out))
+         "x bare (cpu)", "median x bare", "median (cpu)", "others %", "non-2xx"], out))
     figures = {**{k: v for k, v in rows.items()},
                "ratio_project_vs_bare": common.ratio(rows["project"]["req_per_s"], bare_rps),
                "cpu_ratio_project_vs_bare": common.ratio(
