@@ -12,7 +12,7 @@ from contextvars import ContextVar
 
 import orjson
 
-# The API binds this around each request (ContextVar.set/reset in its `route_guard`, which
+# The API binds this around each request (ContextVar.set/reset in services.http's guard, which
 # is cheaper than a generator context manager per request; `request_context` for other
 # callers), so every line logged while serving it, in any module, carries `request_id=`.
 REQUEST_ID: ContextVar[str | None] = ContextVar("tla_request_id", default=None)
