@@ -25,6 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
+from pipeline.settings import check_bounds
 from pipeline.tempo_source.client import TempoClient, TempoError, TempoRejected, TempoUnavailable
 from pipeline.tempo_source.harvest import (
     Harvester,
@@ -65,24 +66,13 @@ def plan_poll(now_s: float, watermark: int | None, t: TempoSettings, cutoff_s: f
 
 
 def validate_tempo(t: TempoSettings) -> None:
+    """What the source needs to start: a URL, the bounds TempoSettings declares, and a
+    catch-up that covers one lookback."""
     if not t.url:
         raise ConfigError("the Tempo source needs TLA_TEMPO_URL (Tempo's base URL)")
-    for name, value in (("LIMIT", t.limit), ("MIN_WINDOW_S", t.min_window_s),
-                        ("LOOKBACK_S", t.lookback_s)):
-        if value < 1:
-            raise ConfigError(f"TLA_TEMPO_{name} must be >= 1, got {value}")
-    if t.interval_s <= 0 or t.timeout_s <= 0:
-        raise ConfigError("TLA_TEMPO_INTERVAL_S and TLA_TEMPO_TIMEOUT_S must be > 0")
-    if not 0 <= t.spss <= 100:
-        raise ConfigError(f"TLA_TEMPO_SPSS must be 0-100 (Tempo's default cap), got {t.spss}")
+    check_bounds("tempo", t)
     if t.catchup_s < t.lookback_s:
         raise ConfigError("TLA_TEMPO_MAX_CATCHUP_S must be >= TLA_TEMPO_LOOKBACK_S")
-    if t.lease_ttl_s < 1:
-        raise ConfigError(f"TLA_TEMPO_LEASE_TTL_S must be >= 1, got {t.lease_ttl_s}")
-    if t.end_cutoff_s is not None and t.end_cutoff_s < 0:
-        raise ConfigError(f"TLA_TEMPO_END_CUTOFF_S must be >= 0, got {t.end_cutoff_s}")
-    if t.search_retry_s < 0:
-        raise ConfigError(f"TLA_TEMPO_SEARCH_RETRY_S must be >= 0, got {t.search_retry_s}")
 
 
 def make_client(t: TempoSettings) -> TempoClient:
