@@ -1,35 +1,17 @@
-"""Fixtures of the Tempo source tests: a real Redis with a unique prefix, settings, metrics."""
+"""Fixtures of the Tempo source tests: settings and metrics (Redis and the prefix come from
+tests/conftest.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
-from redis.asyncio import Redis
 
 from pipeline.metrics import Metrics
 from pipeline.tempo_source.settings import TempoSettings
 from services.config import Settings
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"test-tempo-{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
-async def redis(prefix: str, redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)  # TLA_TEST_REDIS_URL, as everywhere in the tests
-    try:
-        yield client
-    finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 @pytest.fixture
