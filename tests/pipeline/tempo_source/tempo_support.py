@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ from tempo_fake import FakeTrace, make_traces
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from services.config import Settings
+from tests.support import eventually
 
 SettingsFor = Callable[..., Settings]
 
@@ -25,16 +25,8 @@ async def entries(redis: Redis, prefix: str) -> list[dict[str, str]]:
 
 
 async def wait_for(condition: Callable[[], object], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not await _call(condition):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def _call(condition: Callable[[], object]) -> object:
-    result = condition()
-    return await result if asyncio.iscoroutine(result) else result
+    """`tests.support.eventually` with these tests' bound."""
+    await eventually(what, condition, timeout_s=WAIT_S)
 
 
 def by_id(items: list[dict[str, str]]) -> list[dict[str, str]]:
