@@ -69,7 +69,7 @@ class BucketKeys:
 Item = tuple[bytes, EventParts, BucketKeys]
 ENTRY_ID: Final = 0
 PARTS: Final = 1
-BUCKET: Final = 2
+BUCKET: Final = 2  # (the tuple's third field; stage.py groups by it)
 
 
 class IngestCall:

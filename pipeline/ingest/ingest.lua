@@ -158,7 +158,8 @@ if max_services > 0 then
   if err then return redis.error_reply(err) end
 end
 -- settled[b]: the bucket was already marked dirty in this window; lens[b]: its ring's length.
-local settled, lens = {}, {}
+-- Each endpoint index's type is checked once per call (its service's buckets share it).
+local settled, lens, typed = {}, {}, {}
 for b = 1, nb do
   local mark_key = KEYS[3 + 3 * b]
   local mark = redis.pcall('GET', mark_key)  -- GET fails on a non-string: the mark's check
@@ -168,8 +169,10 @@ for b = 1, nb do
   settled[b] = (mark == window)
   local len, err = ring_len(KEYS[2 + 3 * b])
   lens[b] = len
-  if not err and not settled[b] then
-    err = wrong_type(KEYS[4 + 3 * b], 'zset')
+  local index_key = KEYS[4 + 3 * b]
+  if not err and not settled[b] and not typed[index_key] then
+    err = wrong_type(index_key, 'zset')
+    typed[index_key] = true
   end
   if err then return redis.error_reply(err) end
 end
@@ -178,22 +181,36 @@ for b = 1, nb do
 end
 
 -- May `member` join the capped index? Members idle past the bucket TTL (their samples
--- are gone) free their slot.
+-- are gone) free their slot. ZADD first: it tells whether the member is new, and only a
+-- new member can be over the cap (then it is taken out again). Each member's score and
+-- each index's TTL are refreshed once per call, not once per bucket: a backfill's batch
+-- holds hundreds of buckets of the same few services.
+local admitted, ttl_set = {}, {}  -- index key -> {member -> bool}; index key -> true
 local function admit_to(index_key, member, cap)
   if cap <= 0 then
     return true
   end
-  if not redis.call('ZSCORE', index_key, member) then
-    if redis.call('ZCARD', index_key) >= cap then
-      redis.call('ZREMRANGEBYSCORE', index_key, '-inf', now_s - bucket_ttl)
-      if redis.call('ZCARD', index_key) >= cap then
-        return false
-      end
+  local members = admitted[index_key]
+  if members == nil then
+    members = {}
+    admitted[index_key] = members
+  end
+  if members[member] ~= nil then return members[member] end
+  local ok = true
+  if redis.call('ZADD', index_key, now_s, member) == 1
+      and redis.call('ZCARD', index_key) > cap then
+    redis.call('ZREMRANGEBYSCORE', index_key, '-inf', now_s - bucket_ttl)
+    if redis.call('ZCARD', index_key) > cap then
+      redis.call('ZREM', index_key, member)
+      ok = false
     end
   end
-  redis.call('ZADD', index_key, now_s, member)
-  redis.call('EXPIRE', index_key, bucket_ttl)
-  return true
+  if not ttl_set[index_key] then
+    ttl_set[index_key] = true
+    redis.call('EXPIRE', index_key, bucket_ttl)
+  end
+  members[member] = ok
+  return ok
 end
 
 -- 0 when the bucket may be tracked, else why not: 1 endpoint cap, 2 service cap.

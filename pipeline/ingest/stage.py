@@ -23,13 +23,14 @@ from pipeline.buckets import BucketRef
 from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
-from pipeline.ingest.batch import BUCKET, ENTRY_ID, BucketKeys, IngestCall, Item
+from pipeline.ingest.batch import ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
 from pipeline.rule import RuleParams
+from pipeline.stats import Baseline
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,17 @@ CAP_LOG_EVERY_S = 60.0
 TRIM_EVERY_S = 10.0
 # The dead-letter stream keeps about this many entries (XADD MAXLEN ~).
 DEAD_MAXLEN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch read and prepared, not yet applied (nothing written, nothing acked)."""
+
+    entries: list[streams.Entry]
+    groups: dict[BucketKeys, list[Item]]  # the valid entries by bucket, in read order
+    baselines: dict[str, Baseline | None]  # each bucket's, for flagging anomalies
+    invalid: list[tuple[bytes, dict[bytes, bytes], str]]  # to dead-letter, with the reason
+    prepare_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +99,16 @@ class Ingestor:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop` is set; the batch in flight always completes and is acked.
 
-        The next batch is read while the current one is applied: Redis serves the read
-        while this process packs the script call, and this process decodes the read's reply
-        while Redis runs the script. A batch read ahead is pending under this consumer like
-        any other until its script acks it, and a stop handles it before returning.
+        The next batch is read and prepared (parsed, grouped by bucket, baselines fetched)
+        while the current one is applied: this process does the next batch's Python work
+        while Redis runs the current script, instead of one waiting for the other. A batch
+        read ahead is pending under this consumer like any other until its script acks it,
+        and a stop applies it before returning.
         """
         backoff = Backoff()
         next_claim = next_trim = 0.0
         started = False
-        ahead: asyncio.Task[list[streams.Entry]] | None = None
+        ahead: asyncio.Task[Batch | None] | None = None
         try:
             while not stop.is_set():
                 try:
@@ -112,10 +125,14 @@ class Ingestor:
                         await self.watch_lag()
                         next_trim = now + TRIM_EVERY_S
                     reading, ahead = ahead or self._read_next(), None
-                    entries = await reading
-                    if entries:
-                        ahead = None if stop.is_set() else self._read_next()
-                        await self.handle(entries)
+                    batch = await reading
+                    if batch:
+                        if not stop.is_set():
+                            ahead = self._read_next()
+                            # Let the read go out before the script: Redis answers it
+                            # first, so the next batch is prepared while the script runs.
+                            await asyncio.sleep(0)
+                        await self.apply_batch(batch)
                     backoff.reset()
                 except Exception as e:
                     if streams.is_nogroup(e):
@@ -141,18 +158,22 @@ class Ingestor:
                 raise
         log.info("event=stopped stage=ingest consumer=%s", self.consumer)
 
-    def _read_next(self) -> asyncio.Task[list[streams.Entry]]:
-        return asyncio.create_task(streams.read_new(
+    def _read_next(self) -> asyncio.Task[Batch | None]:
+        return asyncio.create_task(self._read_and_prepare())
+
+    async def _read_and_prepare(self) -> Batch | None:
+        entries = await streams.read_new(
             self.redis, self.keys.traces, INGEST_GROUP, self.consumer,
             self.settings.batch_size, self.settings.block_ms,
-        ))
+        )
+        return await self.prepare(entries) if entries else None
 
-    async def _finish(self, reading: asyncio.Task[list[streams.Entry]]) -> None:
-        """On stop, handle the batch read ahead; if Redis is gone it stays pending (another
+    async def _finish(self, reading: asyncio.Task[Batch | None]) -> None:
+        """On stop, apply the batch read ahead; if Redis is gone it stays pending (another
         consumer reclaims it, or this one drains it on restart)."""
         try:
-            if entries := await reading:
-                await self.handle(entries)
+            if batch := await reading:
+                await self.apply_batch(batch)
         except Exception as e:
             if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
                 raise
@@ -203,8 +224,12 @@ class Ingestor:
 
     async def handle(self, entries: list[streams.Entry]) -> BatchResult:
         """Validate, dead-letter the bad, apply the good atomically; acks every entry."""
+        return await self.apply_batch(await self.prepare(entries))
+
+    async def prepare(self, entries: list[streams.Entry]) -> Batch:
+        """Everything before the first write: parse, group by bucket, fetch baselines."""
         started = time.perf_counter()
-        valid: list[Item] = []
+        groups: dict[BucketKeys, list[Item]] = {}
         invalid: list[tuple[bytes, dict[bytes, bytes], str]] = []
         for entry_id, fields in entries:
             try:
@@ -212,42 +237,56 @@ class Ingestor:
             except InvalidEvent as e:
                 invalid.append((entry_id, fields, str(e)))
                 continue
-            valid.append((entry_id, parts, self._call.bucket(parts)))
-        if invalid:
-            await self.dead_letter(invalid)
-        result, rejected = await self._apply_or_isolate(valid) if valid else (BatchResult(), [])
+            bucket = self._call.bucket(parts)
+            group = groups.get(bucket)
+            if group is None:
+                groups[bucket] = group = []
+            group.append((entry_id, parts, bucket))
+        baselines = await self.baselines.get_many([b.id for b in groups]) if groups else {}
+        return Batch(entries, groups, baselines, invalid, time.perf_counter() - started)
+
+    async def apply_batch(self, batch: Batch) -> BatchResult:
+        """Dead-letter the bad entries, apply the good atomically; acks every entry."""
+        started = time.perf_counter()
+        if batch.invalid:
+            await self.dead_letter(batch.invalid)
+        result, rejected = (await self._apply_or_isolate(batch) if batch.groups
+                            else (BatchResult(), []))
         if rejected:
-            raw = dict(entries)
+            raw = dict(batch.entries)
             await self.dead_letter([(i, raw[i], reason) for i, reason in rejected])
         result = BatchResult(
-            result.new, result.duplicate, len(invalid), result.marked, result.anomalies,
+            result.new, result.duplicate, len(batch.invalid), result.marked, result.anomalies,
             result.capped, result.services_capped,
         )
-        self._record(result, len(entries), time.perf_counter() - started)
+        self._record(result, len(batch.entries),
+                     batch.prepare_s + time.perf_counter() - started)
         return result
 
     async def _apply_or_isolate(
-        self, valid: list[Item]
+        self, batch: Batch
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """Apply the batch; if Redis rejects it, apply entry by entry so only the culprit
         is dead-lettered (the script fails before its first write, so retrying is safe)."""
         try:
-            return await self.apply(valid)
+            return await self.apply(batch.groups, batch.baselines)
         except ResponseError as e:
-            if streams.is_nogroup(e) or isinstance(e, NoScriptError) or len(valid) == 1:
+            size = sum(map(len, batch.groups.values()))
+            if streams.is_nogroup(e) or isinstance(e, NoScriptError) or size == 1:
                 raise
-            log.warning("event=batch_failed size=%d error=%r action=isolate", len(valid), str(e))
+            log.warning("event=batch_failed size=%d error=%r action=isolate", size, str(e))
         total, rejected = BatchResult(), []
-        for item in valid:
-            try:
-                one, capped = await self.apply([item])
-            except ResponseError as e:
-                if streams.is_nogroup(e) or isinstance(e, NoScriptError):
-                    raise
-                rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
-                continue
-            rejected += capped
-            total = _add(total, one)
+        for bucket, items in batch.groups.items():
+            for item in items:
+                try:
+                    one, capped = await self.apply({bucket: [item]}, batch.baselines)
+                except ResponseError as e:
+                    if streams.is_nogroup(e) or isinstance(e, NoScriptError):
+                        raise
+                    rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
+                    continue
+                rejected += capped
+                total = _add(total, one)
         return total, rejected
 
     def _record(self, result: BatchResult, size: int, seconds: float) -> None:
@@ -263,18 +302,11 @@ class Ingestor:
         m.batch_seconds.observe(seconds)
 
     async def apply(
-        self, valid: list[Item]
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
-        """One Lua call for the batch. Returns the counts and the entries it left unacked
-        because their service is at its endpoint cap, or the deployment at its service
-        cap, each with the reason."""
-        groups: dict[BucketKeys, list[Item]] = {}
-        for item in valid:
-            group = groups.get(item[BUCKET])
-            if group is None:
-                groups[item[BUCKET]] = group = []
-            group.append(item)
-        baselines = await self.baselines.get_many([b.id for b in groups])
+        """One Lua call for a batch grouped by bucket. Returns the counts and the entries it
+        left unacked because their service is at its endpoint cap, or the deployment at its
+        service cap, each with the reason."""
         new, dup, marked, flagged, *capped = await self._call(groups, baselines)
         buckets = list(groups.items())
         rejected: list[tuple[bytes, str]] = []

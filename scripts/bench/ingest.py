@@ -1,7 +1,8 @@
 """Ingest throughput: the project's ingest next to a hand-written grouped-Lua ceiling.
 
-N events (default 200k, ~2% duplicate trace IDs, ~300 buckets) are XADDed by a producer
-process while the consumers run; events/s is end to end, from the first XADD to the last
+N events (default 200k, ~2% duplicate trace IDs, 300 endpoints) are XADDed by a producer
+process while the consumers run, spread over one hour (live traffic: ~300 buckets) and over
+a week (a backfill: 14,400 buckets); events/s is end to end, from the first XADD to the last
 ack (polled with XINFO GROUPS every 5 ms). `backlog` rows drain a pre-filled stream
 instead (ingest alone, from consumer start to last ack). Each row also checks that the
 samples stored equal the distinct trace IDs (dedup worked, nothing lost).
@@ -29,14 +30,15 @@ TIMEOUT_S = 600.0
 
 def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool = False,
              seed: int = 1, profile_to: str | None = None, batch_size: int | None = None,
-             ) -> dict[str, Any]:
+             spread: str = "hour") -> dict[str, Any]:
     """One measurement: `consumers` processes of `kind` ("project" | "ceiling")."""
     prefix = common.unique_prefix(f"ingest-{kind}")
     r = redis_sync.Redis.from_url(url)
     stream = f"{prefix}traces"
     r.xgroup_create(stream, INGEST_GROUP, id="0", mkstream=True)
     procs: list[subprocess.Popen[bytes]] = []
-    args = ["--redis-url", url, "--prefix", prefix, "--events", str(events), "--seed", str(seed)]
+    args = ["--redis-url", url, "--prefix", prefix, "--events", str(events), "--seed", str(seed),
+            "--spread", spread]
     try:
         if backlog:
             _produce(args)
@@ -66,7 +68,7 @@ def run_case(url: str, kind: str, events: int, consumers: int = 1, backlog: bool
         r.close()
     seconds = finished - started
     return {"kind": kind, "consumers": consumers, "mode": "backlog" if backlog else "producer",
-            "batch_size": batch_size,
+            "spread": spread, "batch_size": batch_size,
             "events": events, "seconds": round(seconds, 3),
             "events_per_s": round(events / seconds, 1), "samples_stored": stored,
             "redis_cpu_us_per_event": {c: round(us / events, 2) for c, us in redis_usec.items()}}
@@ -137,14 +139,14 @@ def best_of(url: str, kinds: list[str], events: int, rounds: int, **kw: Any) -> 
     return best
 
 
-def profile(url: str, events: int, out_dir: str) -> None:
+def profile(url: str, events: int, out_dir: str, spread: str) -> None:
     import pstats
     from pathlib import Path
 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for kind in ("ceiling", "project"):
         path = str(Path(out_dir) / f"{kind}.prof")
-        row = run_case(url, kind, events, backlog=True, profile_to=path)
+        row = run_case(url, kind, events, backlog=True, profile_to=path, spread=spread)
         print(f"\n== {kind}: {row['events_per_s']:,.0f} events/s under cProfile; "
               f"Redis CPU us/event by command: {row['redis_cpu_us_per_event']}")
         pstats.Stats(path).sort_stats("tottime").print_stats(18)
@@ -154,50 +156,53 @@ def main() -> None:
     p = common.parser(__doc__ or "")
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--spreads", default="hour,week",
+                   help="which start-time spreads to measure: hour (~300 buckets), week "
+                        "(14,400 buckets); default both")
     p.add_argument("--no-backlog", action="store_true", help="skip the drain-only rows")
     p.add_argument("--batch-sizes", default="",
                    help="also drain the backlog with the project at these TLA_INGEST_BATCH_SIZE "
-                        "values, e.g. 250,500,1000,2000")
+                        "values, e.g. 250,500,1000,2000 (first spread)")
     p.add_argument("--profile", metavar="DIR",
                    help="instead: drain a backlog once per kind with the consumer under "
-                        "cProfile; print the top functions and Redis time per command")
+                        "cProfile; print the top functions and Redis time per command "
+                        "(first spread)")
     a = p.parse_args()
+    spreads = [s for s in a.spreads.split(",") if s]
     if a.profile:
-        profile(a.redis_url, a.events if not a.smoke else 5_000, a.profile)
+        profile(a.redis_url, a.events if not a.smoke else 5_000, a.profile, spreads[0])
         return
     events, rounds = (5_000, 1) if a.smoke else (a.events, a.rounds)
-    expected = unique_traces(events, 1)
-    live = best_of(a.redis_url, ["ceiling", "project"], events, rounds)
-    rows = [live["ceiling"], live["project"]]
-    figures: dict[str, Any] = {
-        "producer": live,
-        "ratio_project_vs_ceiling": common.ratio(live["project"]["events_per_s"],
-                                                 live["ceiling"]["events_per_s"]),
-        "distinct_traces": expected,
-    }
-    if not (a.no_backlog or a.smoke):
-        drain = best_of(a.redis_url, ["ceiling", "project"], events, rounds, backlog=True)
-        rows += [drain["ceiling"], drain["project"]]
-        figures["backlog"] = drain
-        figures["ratio_backlog_project_vs_ceiling"] = common.ratio(
-            drain["project"]["events_per_s"], drain["ceiling"]["events_per_s"])
+    modes = [False] if a.no_backlog or a.smoke else [False, True]
+    rows: list[dict[str, Any]] = []
+    figures: dict[str, Any] = {}
+    for spread in spreads:
+        expected = unique_traces(events, 1, spread)
+        for backlog in modes:
+            mode = "backlog" if backlog else "producer"
+            best = best_of(a.redis_url, ["ceiling", "project"], events, rounds,
+                           backlog=backlog, spread=spread)
+            ratio = common.ratio(best["project"]["events_per_s"], best["ceiling"]["events_per_s"])
+            figures[f"{spread}_{mode}"] = {**best, "ratio_project_vs_ceiling": ratio,
+                                           "distinct_traces": expected}
+            rows += [{**r, "ratio": common.ratio(r["events_per_s"],
+                                                 best["ceiling"]["events_per_s"]),
+                      "ok": r["samples_stored"] == expected} for r in best.values()]
     if a.batch_sizes:
-        sizes = [int(x) for x in a.batch_sizes.split(",")]
-        tuned = {n: run_case(a.redis_url, "project", events, backlog=True, batch_size=n)
-                 for n in sizes}
-        figures["project_backlog_by_batch_size"] = tuned
-        rows += [{**r, "kind": f"project batch={n}"} for n, r in tuned.items()]
-    ceilings = {"producer": live["ceiling"]["events_per_s"]}
-    if "backlog" in figures:
-        ceilings["backlog"] = figures["backlog"]["ceiling"]["events_per_s"]
+        expected = unique_traces(events, 1, spreads[0])
+        for n in (int(x) for x in a.batch_sizes.split(",")):
+            r = run_case(a.redis_url, "project", events, backlog=True, batch_size=n,
+                         spread=spreads[0])
+            figures.setdefault("project_backlog_by_batch_size", {})[n] = r
+            rows.append({**r, "kind": f"project batch={n}", "ratio": "-",
+                         "ok": r["samples_stored"] == expected})
     print(common.table(
-        f"ingest: {events:,} events (~2% duplicates, ~300 buckets), best of {rounds}",
-        ["implementation", "mode", "seconds", "events/s", "x ceiling", "samples ok"],
-        [[r["kind"], r["mode"], r["seconds"], r["events_per_s"],
-          common.ratio(r["events_per_s"], ceilings[r["mode"]]) if r["mode"] in ceilings else "-",
-          "yes" if r["samples_stored"] == expected else f"no ({r['samples_stored']:,})"]
-         for r in rows]))
-    common.write_json(a.json, "ingest", figures, {"events": events, "rounds": rounds})
+        f"ingest: {events:,} events (~2% duplicates, 300 endpoints), best of {rounds}",
+        ["implementation", "spread", "mode", "seconds", "events/s", "x ceiling", "samples ok"],
+        [[r["kind"], r["spread"], r["mode"], r["seconds"], r["events_per_s"], r["ratio"],
+          "yes" if r["ok"] else f"no ({r['samples_stored']:,})"] for r in rows]))
+    common.write_json(a.json, "ingest", figures, {"events": events, "rounds": rounds,
+                                                  "spreads": spreads})
 
 
 if __name__ == "__main__":

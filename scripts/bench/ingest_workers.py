@@ -2,7 +2,8 @@
 
     python -m scripts.bench.ingest_workers produce|project|ceiling --redis-url U --prefix P ...
 
-`produce` XADDs a deterministic workload (~2% duplicate trace IDs, a few hundred buckets)
+`produce` XADDs a deterministic workload (~2% duplicate trace IDs, 300 endpoints over an
+hour or a week)
 through a raw socket with pre-encoded commands, so the producer is never the bottleneck.
 `project` runs the project's ingest stage exactly as `tempo-anomaly ingest` builds it.
 `ceiling` is the minimal hand-written consumer the issue describes: XREADGROUP COUNT 500,
@@ -29,9 +30,12 @@ from services.config import Settings
 from services.redis_client import connect
 from services.runner import build_stages, runtime
 
-SERVICES = 10
 ENDPOINTS_PER_SERVICE = 10
-SPREAD_HOURS = 3  # 100 endpoints x 3 hours = ~300 buckets
+# The two spreads the issue measures, both over 300 endpoints (30 services x 10):
+# live traffic spans one hour (~300 buckets per batch window); a backfill spans a week
+# (300 endpoints x 24 hours x 2 day types = 14,400 buckets).
+SPREADS_HOURS = {"hour": 1, "week": 7 * 24}
+SERVICES = 30
 DUPLICATE_SHARE = 0.02
 SEND_BATCH = 2000
 CEILING_BATCH = 500
@@ -68,9 +72,11 @@ return 0
 """
 
 
-def workload(n: int, seed: int, now_ns: int) -> list[tuple[bytes, ...]]:
-    """`n` trace entries as (field, value, ...) tuples; about 2% repeat an earlier trace."""
+def workload(n: int, seed: int, now_ns: int, spread: str = "hour") -> list[tuple[bytes, ...]]:
+    """`n` trace entries as (field, value, ...) tuples; about 2% repeat an earlier trace;
+    start times spread over the last hour or week (`SPREADS_HOURS`)."""
     rng = random.Random(seed)
+    spread_s = SPREADS_HOURS[spread] * 3600
     out: list[tuple[bytes, ...]] = []
     for _ in range(n):
         if out and rng.random() < DUPLICATE_SHARE:
@@ -78,7 +84,7 @@ def workload(n: int, seed: int, now_ns: int) -> list[tuple[bytes, ...]]:
             continue
         svc = rng.randrange(SERVICES)
         ep = rng.randrange(ENDPOINTS_PER_SERVICE)
-        start_ns = now_ns - rng.randrange(SPREAD_HOURS * 3600) * 1_000_000_000
+        start_ns = now_ns - rng.randrange(spread_s) * 1_000_000_000
         duration_ms = rng.lognormvariate(3.5 + ep * 0.1, 0.6)
         out.append((
             b"trace_id", f"{rng.getrandbits(128):032x}".encode(),
@@ -90,19 +96,19 @@ def workload(n: int, seed: int, now_ns: int) -> list[tuple[bytes, ...]]:
     return out
 
 
-def unique_traces(n: int, seed: int) -> int:
-    """How many distinct trace IDs `workload(n, seed)` holds (what ingest must count)."""
-    return len({e[1] for e in workload(n, seed, 0)})
+def unique_traces(n: int, seed: int, spread: str = "hour") -> int:
+    """How many distinct trace IDs `workload(n, seed, spread)` holds (what ingest must count)."""
+    return len({e[1] for e in workload(n, seed, 0, spread)})
 
 
 def resp(*args: bytes) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
 
 
-def produce(url: str, prefix: str, n: int, seed: int) -> None:
+def produce(url: str, prefix: str, n: int, seed: int, spread: str) -> None:
     """XADD the workload as fast as Redis takes it; writes the first XADD's time."""
     stream = f"{prefix}traces".encode()
-    entries = workload(n, seed, time.time_ns())
+    entries = workload(n, seed, time.time_ns(), spread)
     batches = [b"".join(resp(b"XADD", stream, b"*", *e) for e in entries[i : i + SEND_BATCH])
                for i in range(0, n, SEND_BATCH)]
     sock = raw_connect(url)
@@ -227,11 +233,12 @@ def main() -> None:
     p.add_argument("--prefix", required=True)
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--spread", choices=tuple(SPREADS_HOURS), default="hour")
     p.add_argument("--consumer", default="bench-1")
     p.add_argument("--batch-size", type=int, default=None, help="project: XREADGROUP COUNT")
     a = p.parse_args()
     if a.role == "produce":
-        produce(a.redis_url, a.prefix, a.events, a.seed)
+        produce(a.redis_url, a.prefix, a.events, a.seed, a.spread)
     elif a.role == "project":
         asyncio.run(run_project(a.redis_url, a.prefix, a.consumer, a.batch_size))
     else:

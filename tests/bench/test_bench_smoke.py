@@ -19,8 +19,8 @@ REDIS_URL = os.environ.get("TLA_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # module, words its table must print, keys its JSON figures must hold
 BENCHMARKS = [
-    ("ingest", ["ceiling", "project", "events/s"],
-     ["producer", "ratio_project_vs_ceiling", "distinct_traces"]),
+    ("ingest", ["ceiling", "project", "events/s", "week"],
+     ["hour_producer", "week_producer"]),
     ("check_api", ["bare", "bare+project-middleware", "project-app", "bare-lowlevel",
                    "bare+project-dispatch", "project", "req/s", "p99 ms", "median x bare",
                    "others %"],
