@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import OutOfMemoryError, RedisError, ResponseError
 
 from pipeline.errors import StoreUnavailable
 from pipeline.events import TraceEvent, to_fields
@@ -26,8 +26,10 @@ async def publish(redis: Redis, keys: Keys, events: list[TraceEvent]) -> None:
             for event in events:
                 pipe.xadd(keys.traces, to_fields(event))  # type: ignore[arg-type]
             await pipe.execute()
+    except OutOfMemoryError as e:
+        raise StoreFull(f"Redis is out of memory: {e}") from e
     except ResponseError as e:
-        if str(e).startswith("OOM"):
+        if "maxmemory" in str(e):  # a pipeline reports OOM in its own ResponseError
             raise StoreFull(f"Redis is out of memory: {e}") from e
         raise StoreUnavailable(f"Redis refused the trace events: {e}") from e
     except (*TRANSIENT, RedisError) as e:
