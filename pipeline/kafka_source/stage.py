@@ -46,6 +46,7 @@ class KafkaSource:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until `stop`; a crashed faust app raises, for the supervisor to restart."""
         self.stop = stop
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # faust keeps its (unused) tables here
         app = build_app(self.settings, self.data_dir, self.handle, self.kafka_metrics)
         await app.start()
         log.info("event=kafka_source_started topic=%s group=%s", self.settings.topic,
