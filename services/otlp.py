@@ -117,7 +117,8 @@ async def _export(ctx: OtlpContext, request: web.BaseRequest, as_json: bool) -> 
                     f"got {request.content_type!r}")
     try:
         body = inflated(await read_body(request, ctx.max_body_bytes), ctx.max_body_bytes)
-        decoded = decode_json(body) if as_json else decode_proto(body)
+        roots_only = ctx.spans_mode == "root"
+        decoded = (decode_json if as_json else decode_proto)(body, roots_only)
     except web.HTTPRequestEntityTooLarge as e:
         raise Reply(413, INVALID_ARGUMENT, f"the body is over {ctx.max_body_bytes} bytes "
                     "(TLA_OTLP_MAX_BODY_BYTES): send smaller batches") from e
@@ -132,8 +133,7 @@ async def _export(ctx: OtlpContext, request: web.BaseRequest, as_json: bool) -> 
     except StoreUnavailable as e:
         log.warning("event=otlp_store_unavailable error=%r", str(e))
         raise Reply(503, UNAVAILABLE, "Redis did not answer; retry later") from e
-    received = len(decoded.spans) + sum(decoded.rejected.values())
-    ctx.span_metrics.count(SOURCE, received, len(mapped.events), mapped.skipped,
+    ctx.span_metrics.count(SOURCE, decoded.received, len(mapped.events), mapped.skipped,
                            mapped.rejected)
     return _success(mapped, as_json)
 

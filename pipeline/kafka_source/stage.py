@@ -76,8 +76,7 @@ class KafkaSource:
                 if await sleep_or_stop(self.stop, backoff.next_delay_s()):
                     return False
         self.kafka_metrics.messages.labels("published").inc(good)
-        received = len(decoded.spans) + sum(decoded.rejected.values())
-        self.span_metrics.count(SOURCE, received, len(mapped.events), mapped.skipped,
+        self.span_metrics.count(SOURCE, decoded.received, len(mapped.events), mapped.skipped,
                                 mapped.rejected)
         if mapped.rejected:
             log.info("event=kafka_spans_rejected count=%d reasons=%r", mapped.rejected_spans,
@@ -91,7 +90,7 @@ class KafkaSource:
         good = 0
         for value in messages:
             try:
-                one = self._decode(value or b"")
+                one = self._decode(value or b"", self.spans_mode == "root")
             except InvalidEvent as e:
                 self.kafka_metrics.messages.labels("undecodable").inc()
                 log.warning("event=kafka_message_undecodable bytes=%d error=%r",
@@ -99,5 +98,6 @@ class KafkaSource:
                 continue
             good += 1
             out.spans.extend(one.spans)
+            out.children += one.children
             out.rejected.update(one.rejected)
         return out, good

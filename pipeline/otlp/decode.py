@@ -45,10 +45,17 @@ class Span:
 class Decoded:
     spans: list[Span] = field(default_factory=list)
     rejected: Counter[str] = field(default_factory=Counter)  # reason -> spans
+    # Child spans counted but not kept (`roots_only`): the `root` mapping never reads them.
+    children: int = 0
+
+    @property
+    def received(self) -> int:
+        return len(self.spans) + self.children + sum(self.rejected.values())
 
 
-def decode_proto(body: bytes) -> Decoded:
-    """An `ExportTraceServiceRequest` in protobuf."""
+def decode_proto(body: bytes, roots_only: bool = False) -> Decoded:
+    """An `ExportTraceServiceRequest` in protobuf; with `roots_only`, child spans are only
+    counted (a third of the decoding time of a typical export goes to them otherwise)."""
     try:
         request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as e:
@@ -63,14 +70,17 @@ def decode_proto(body: bytes) -> Decoded:
                 service = kv.value.string_value
         for ss in rs.scope_spans:
             for s in ss.spans:
+                if roots_only and s.parent_span_id.strip(b"\0"):
+                    out.children += 1
+                    continue
                 add(Span(s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), service,
                          s.name, s.kind, s.start_time_unix_nano, s.end_time_unix_nano,
                          s.flags))
     return out
 
 
-def decode_json(body: bytes) -> Decoded:
-    """An `ExportTraceServiceRequest` in OTLP/JSON."""
+def decode_json(body: bytes, roots_only: bool = False) -> Decoded:
+    """An `ExportTraceServiceRequest` in OTLP/JSON (`roots_only` as for protobuf)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -83,9 +93,14 @@ def decode_json(body: bytes) -> Decoded:
         for ss in _list(rs, "scopeSpans", "resourceSpans[]"):
             for raw in _list(ss, "spans", "scopeSpans[]"):
                 try:
-                    out.spans.append(_json_span(raw, service))
+                    one = _json_span(raw, service)
                 except InvalidEvent as e:
                     out.rejected[e.field] += 1
+                    continue
+                if roots_only and one.parent_span_id.strip("0"):
+                    out.children += 1
+                else:
+                    out.spans.append(one)
     return out
 
 

@@ -10,8 +10,9 @@ parent belongs to another service: the parent is in the same export under anothe
 span, so two calls of one endpoint in one trace both count, and the same for every
 delivery of the span, so ingest's dedup still counts each call once.
 
-Every entry goes through ingest's own parser (`pipeline.events.parse_strict`): a span it
-would dead-letter is rejected here with the field and reason instead, and counted.
+Every entry goes through ingest's own parser (`pipeline.events.parse_parts`, its fast
+path and, for anything unusual, the strict one): a span ingest would dead-letter is
+rejected here with the field and reason instead, and counted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipeline.errors import InvalidEvent
-from pipeline.events import TraceEvent, parse_strict
+from pipeline.events import TraceEvent, parse_parts
 from pipeline.otlp.decode import SPAN_KIND_SERVER, Decoded, Span
 
 TRACE_ID_HEX = 32
@@ -50,7 +51,7 @@ class Mapped:
 
 def map_spans(decoded: Decoded, mode: str, source: str) -> Mapped:
     """The trace events of one export, tagged `source`, and what was skipped or rejected."""
-    out = Mapped(rejected=Counter(decoded.rejected))
+    out = Mapped(rejected=Counter(decoded.rejected), skipped=decoded.children)
     for reason in decoded.rejected:
         out.examples[reason] = f"{reason}: has the wrong JSON type"
     services = _services_by_span(decoded.spans) if mode == "server" else {}
@@ -81,7 +82,7 @@ def to_event(span: Span, root: bool, source: str) -> TraceEvent:
               b"endpoint": span.name.encode(), b"start_ns": str(span.start_ns).encode(),
               b"duration_ms": exact_ms(span.end_ns - span.start_ns).encode(),
               b"source": source.encode()}
-    return parse_strict(fields)
+    return TraceEvent(*parse_parts(fields))
 
 
 def exact_ms(duration_ns: int) -> str:

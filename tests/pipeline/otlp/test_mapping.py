@@ -120,3 +120,17 @@ def test_server_mode_adds_each_services_entry_spans_with_unique_ids() -> None:
     assert map_spans(decode_proto(body), "server", "otlp").events == mapped.events
     assert [e.endpoint for e in map_spans(decode_proto(body), "root", "otlp").events] == \
         ["GET /page"]
+
+
+def test_roots_only_decoding_maps_exactly_as_full_decoding() -> None:
+    """The `root` mode's shortcut (child spans counted, not built) changes nothing seen."""
+    request = export(("front", [span(T1, 1, "GET /page", 50_000_000),
+                                span(T1, 2, "call", 10_000_000, parent=1, kind=CLIENT)]),
+                     (None, [span(T2, 3, "GET /x", 1_000_000),
+                             span(T2, 4, "db", 1_000_000, parent=3, kind=CLIENT)]))
+    proto, json = request.SerializeToString(), orjson.dumps(as_json(request))
+    for decode, body in ((decode_proto, proto), (decode_json, json)):
+        full, short = decode(body), decode(body, True)  # type: ignore[operator]
+        assert (full.received, short.received, short.children) == (4, 4, 2)
+        a, b = map_spans(full, "root", "otlp"), map_spans(short, "root", "otlp")
+        assert (a.events, a.skipped, a.rejected) == (b.events, b.skipped, b.rejected)
