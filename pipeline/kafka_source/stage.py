@@ -54,7 +54,7 @@ class KafkaSource:
         try:
             while not await sleep_or_stop(stop, CRASH_CHECK_S):
                 if app.crashed:
-                    raise RuntimeError(f"the faust app crashed: {app._crash_reason!r}")
+                    raise RuntimeError(f"the faust app crashed: {app.crash_reason!r}")
         finally:
             await app.stop()
 
