@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -239,3 +240,51 @@ async def _ingest_everything(redis: Redis, keys: Keys, prefix: str) -> None:
     finally:
         stop.set()
         await task
+
+
+def acked(port: int) -> float:
+    """tla_kafka_acked_messages_total of the worker whose metrics listener is on `port`."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return -1.0
+    for line in text.splitlines():
+        if line.startswith("tla_kafka_acked_messages_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def owns_one_partition(log: Path) -> bool:
+    """The worker's latest assignment (aiokafka's log line) is one partition."""
+    lines = [line for line in log.read_text().splitlines()
+             if "Setting newly assigned partitions" in line] if log.exists() else []
+    return bool(lines) and lines[-1].count("TopicPartition(") == 1
+
+
+@pytest.mark.slow
+async def test_two_workers_of_one_group_share_the_partitions(
+        broker: str, topic: str, producer: AIOKafkaProducer, redis: Redis, keys: Keys,
+        prefix: str, tmp_path: Path) -> None:
+    """Scaling is adding workers: with two in the group, each consumes one of the topic's two
+    partitions, and together they publish every trace once."""
+    ports = [free_port(), free_port()]
+    base = {**os.environ, **FAST_GROUP_ENV, "TLA_REDIS_URL": REDIS_URL, "TLA_KEY_PREFIX": prefix,
+            "TLA_KAFKA_BROKERS": broker, "TLA_KAFKA_TOPIC": topic,
+            "TLA_KAFKA_GROUP": f"g-{topic}", "TLA_STATE_DIR": str(tmp_path / "state"),
+            "TLA_CONFIG": ""}
+    logs = [tmp_path / f"worker-{i}.log" for i in range(2)]
+    workers = [worker({**base, "TLA_METRICS_PORT": str(p)}, log) for p, log in zip(ports, logs)]
+    try:
+        await eventually("one partition each", lambda: all(map(owns_one_partition, logs)), 60)
+        await produce(producer, topic, 1, 60, 2)  # keys spread the messages over both partitions
+        await eventually("120 traces", lambda: _count(redis, keys, 120), 90)
+        await eventually("all 60 messages acked",
+                         lambda: sum(acked(p) for p in ports) == 60, 30)
+        shares = [acked(p) for p in ports]
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(30)
+    assert all(share > 0 for share in shares), (shares, logs[0].read_text()[-3000:])
+    assert sorted(set(await trace_ids(redis, keys))) == [f"{t:032x}" for t in range(1, 121)]
