@@ -17,6 +17,7 @@ rejected here with the field and reason instead, and counted.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ SPAN_ID_HEX = 16
 FLAG_PARENT_KNOWN = 0x100
 FLAG_PARENT_REMOTE = 0x200
 NS_PER_MS = 1_000_000
+_HEX = re.compile(r"[0-9a-f]+")  # decode lowercases IDs
 
 
 @dataclass(slots=True)
@@ -98,11 +100,7 @@ def _checked_id(value: str, length: int, name: str) -> str:
 
 
 def _is_hex(value: str) -> bool:
-    try:
-        int(value, 16)
-    except ValueError:
-        return False
-    return value.isascii() and value.isalnum()
+    return _HEX.fullmatch(value) is not None
 
 
 def _is_root(span: Span) -> bool:

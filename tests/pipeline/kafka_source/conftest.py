@@ -1,5 +1,5 @@
 """One Tansu broker for the Kafka source's tests (each test uses topics and groups of its
-own), and a producer of OTLP messages."""
+own)."""
 
 from __future__ import annotations
 

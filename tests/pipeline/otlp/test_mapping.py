@@ -70,6 +70,16 @@ def test_json_spans_of_the_wrong_type_are_rejected_alone() -> None:
     assert dict(mapped.rejected) == {"start_ns": 1, "span": 1}
 
 
+def test_ids_must_be_plain_hex_of_the_right_length() -> None:
+    doc = as_json(export(("svc", [span(T1, 1, "GET /a", 1_000_000),
+                                  span(T2, 2, "GET /b", 1_000_000)])))
+    spans = doc["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans[0]["traceId"] = "0x" + spans[0]["traceId"][2:]
+    spans[1]["traceId"] = spans[1]["traceId"][:30]
+    mapped = map_spans(decode_json(orjson.dumps(doc)), "root", "otlp")
+    assert (mapped.events, dict(mapped.rejected)) == ([], {"trace_id": 2})
+
+
 def test_json_accepts_numbers_and_enum_names() -> None:
     doc = as_json(export(("svc", [span(T1, 1, "GET /", 2_000_000)])))
     one = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
