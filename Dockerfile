@@ -26,6 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     TLA_API_HOST=0.0.0.0 \
+    TLA_OTLP_HOST=0.0.0.0 \
     TLA_METRICS_HOST=0.0.0.0 \
     TLA_METRICS_PORT=9464 \
     TLA_STATE_DIR=/var/lib/tempo-anomaly
@@ -36,7 +37,7 @@ RUN groupadd --system --gid 10001 tla \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER tla
-EXPOSE 8080 9464
+EXPOSE 8080 9464 4318
 # /healthz on the metrics listener (every role) or the API port when it is turned off.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('TLA_METRICS_PORT', '0'); port = port if port != '0' else os.environ.get('TLA_API_PORT', '8080'); urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]

@@ -14,7 +14,7 @@ from services.config import Settings
 
 log = logging.getLogger(__name__)
 
-STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "api")
+STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "api", "otlp", "kafka-source")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +34,8 @@ def parser() -> argparse.ArgumentParser:
         ("ingest", "consume trace events (scale by running more)"),
         ("recompute", "recompute dirty baselines every window"),
         ("api", "serve the HTTP API"),
+        ("otlp", "receive OTLP/HTTP spans on POST /v1/traces (TLA_OTLP_PORT, default 4318)"),
+        ("kafka-source", "consume OTLP spans from Kafka (TLA_KAFKA_BROKERS, TLA_KAFKA_TOPIC)"),
     ):
         sub.add_parser(name, help=text)
     check = sub.add_parser("check", help="ask the running API about one request")

@@ -53,6 +53,8 @@ async def run(settings: Settings, demo: bool) -> int:
 async def stage(settings: Settings, role: str) -> int:
     if role == "tempo-source" and not settings.tempo.url:
         raise ConfigError("tempo-source needs TLA_TEMPO_URL (Tempo's base URL)")
+    if role == "kafka-source" and not settings.kafka.brokers:
+        raise ConfigError("kafka-source needs TLA_KAFKA_BROKERS (comma-separated host:port)")
     async with runner.runtime(settings, embedded_ok=False) as rt:
         runner.install_signals(rt.stop)
         await runner.run_stages(rt, runner.build_stages(rt, [role]))

@@ -25,7 +25,9 @@ import yaml
 from pipeline.buckets import load_zone
 from pipeline.errors import ConfigError
 from pipeline.ingest.settings import IngestSettings
+from pipeline.kafka_source.settings import KafkaSettings
 from pipeline.keys import Keys
+from pipeline.otlp.settings import OtlpSettings
 from pipeline.recompute.settings import RecomputeSettings
 from pipeline.rule import RuleParams, RuleSettings
 from pipeline.settings import check_bounds, env_name, setting
@@ -48,8 +50,8 @@ class ApiSettings:
     host: str = setting("127.0.0.1", "where the API listens")
     port: int = setting(8080, "the API's port", min=1, max=65535)
     token: str | None = setting(
-        None, "bearer token required on every route but `/healthz` and `/readyz`",
-        unset="no auth")
+        None, "bearer token required on every route but `/healthz` and `/readyz` (the OTLP "
+        "receiver's `/v1/traces` too)", unset="no auth")
     max_body_bytes: int = setting(1024 * 1024, "larger request bodies get 413", above=0)
     cache_ttl_s: float | None = setting(
         None, "in-process baseline cache lifetime", min=0,
@@ -91,6 +93,8 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    otlp: OtlpSettings = field(default_factory=OtlpSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -216,6 +220,21 @@ def validate(s: Settings) -> None:
         raise ConfigError("TLA_TEMPO_URL must start with http:// or https://")
     if (s.tempo.user is None) != (s.tempo.password is None):
         raise ConfigError("set both TLA_TEMPO_USER and TLA_TEMPO_PASSWORD for basic auth")
+    _check_kafka(s)
+
+
+def _check_kafka(s: Settings) -> None:
+    k = s.kafka
+    if k.security_protocol.startswith("SASL") and (k.sasl_user is None or k.sasl_password is None):
+        raise ConfigError(f"TLA_KAFKA_SECURITY_PROTOCOL={k.security_protocol} needs "
+                          "TLA_KAFKA_SASL_USER and TLA_KAFKA_SASL_PASSWORD")
+    if (k.cert_file is None) != (k.key_file is None):
+        raise ConfigError("set both TLA_KAFKA_CERT_FILE and TLA_KAFKA_KEY_FILE for mutual TLS")
+    if k.heartbeat_interval_s >= k.session_timeout_s:
+        raise ConfigError(
+            f"TLA_KAFKA_HEARTBEAT_INTERVAL_S ({k.heartbeat_interval_s:g}) must be below "
+            f"TLA_KAFKA_SESSION_TIMEOUT_S ({k.session_timeout_s:g}): the group would drop "
+            "live workers")
 
 
 def _check_pairs(s: Settings) -> None:

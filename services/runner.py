@@ -45,7 +45,9 @@ CANCEL_TIMEOUT_S = 5.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
 HEALTHY_AFTER_S = 60.0
-ROLES = ("tempo-source", "ingest", "recompute", "api")
+ROLES = ("tempo-source", "ingest", "recompute", "api", "otlp", "kafka-source")
+# What `run` starts of them: the receiver only when TLA_OTLP_PORT is set, the Kafka source
+# only when TLA_KAFKA_BROKERS is (build_stages checks both).
 
 
 @dataclass(slots=True)
@@ -102,6 +104,20 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
                 "serves /metrics on its own port too; set TLA_METRICS_PORT=0 or another port"
             )
         stages["api"] = lambda stop: serve_api(rt, stop)
+    if "otlp" in roles and (s.otlp.port is not None or roles == ["otlp"]):
+        from services.otlp import OtlpReceiver
+
+        taken = {s.metrics.port} | ({s.api.port} if "api" in roles else set())
+        if s.otlp.listen_port in taken:
+            raise ConfigError(f"TLA_OTLP_PORT ({s.otlp.listen_port}) is taken by the API or "
+                              "the metrics listener: choose another port")
+        stages["otlp"] = OtlpReceiver(s, rt.redis, rt.metrics, rt.health).run
+    if "kafka-source" in roles and s.kafka.brokers:
+        from pipeline.kafka_source import KafkaSource
+
+        stages["kafka-source"] = KafkaSource(
+            s.kafka, s.otlp.spans, rt.redis, s.keys(), rt.metrics,
+            Path(s.state_dir) / "kafka").run
     if "api" in roles or s.metrics.port:
         from services.observer import MetricsStage
 

@@ -31,6 +31,8 @@ BENCHMARKS = [
      ["buckets", "window_s", "buckets_per_s", "fetch_only_s"]),
     ("memory", ["bytes/sample", "bytes/trace"], ["samples", "seen"]),
     ("scaling", ["consumers", "events/s"], ["runs", "project_speedup_2_vs_1"]),
+    ("producers", ["plain XADD", "otlp receiver", "kafka source", "spans/s", "events/s"],
+     ["xadd", "otlp", "kafka", "ratio_otlp_events_vs_xadd", "ratio_kafka_events_vs_xadd"]),
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]

@@ -6,11 +6,14 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.ingest.metrics import IngestMetrics
+from pipeline.kafka_source.metrics import KafkaMetrics
 from pipeline.metrics import Metrics
+from pipeline.otlp.metrics import SpanMetrics
 from pipeline.recompute.metrics import RecomputeMetrics
 from pipeline.tempo_source.metrics import TempoMetrics
 from services.api import CheckMetrics
 from services.observer import ObserverMetrics
+from services.otlp import OtlpMetrics
 
 # The sample names each metric type exposes, from its family name.
 SUFFIXES = {
@@ -31,7 +34,8 @@ def sample_names(text: str) -> set[str]:
 
 
 # Every stage's own series: `run` registers all of them.
-PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics)
+PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics,
+         SpanMetrics, OtlpMetrics, KafkaMetrics)
 
 
 def full_exposition() -> str:

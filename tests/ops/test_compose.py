@@ -13,7 +13,7 @@ import yaml
 from tests.ops.conftest import COMPOSE
 
 COMPOSE_FILE = COMPOSE / "compose.yaml"
-ROLES = {"tempo-source": "tempo-source", "ingest-1": "ingest", "ingest-2": "ingest",
+ROLES = {"tempo-source": "tempo-source", "otlp": "otlp", "ingest-1": "ingest", "ingest-2": "ingest",
          "recompute": "recompute", "api": "api"}
 METRICS_PORT = "9464"
 
@@ -31,8 +31,8 @@ def resolved() -> dict[str, Any]:
 
 
 def test_docker_compose_config_accepts_the_file(resolved: dict[str, Any]) -> None:
-    assert set(resolved["services"]) >= {"redis", "tempo", "trace-generator", "prometheus",
-                                          "grafana", *ROLES}
+    assert set(resolved["services"]) >= {"redis", "tempo", "trace-generator", "otel-collector",
+                                          "prometheus", "grafana", *ROLES}
 
 
 def test_every_role_is_its_own_container_of_the_one_image(resolved: dict[str, Any]) -> None:
@@ -64,7 +64,27 @@ def test_tempo_has_local_storage_and_otlp(resolved: dict[str, Any]) -> None:
     protocols = config["distributor"]["receivers"]["otlp"]["protocols"]
     assert protocols["grpc"]["endpoint"].endswith(":4317")
     generator = resolved["services"]["trace-generator"]
-    assert generator["environment"]["ENDPOINT"] == "tempo:4317"
+    assert generator["environment"]["ENDPOINT"] == "otel-collector:4317"
+
+
+def test_the_collector_fans_traces_out_to_tempo_and_the_receiver() -> None:
+    """Read as written (no docker-compose needed): the generator sends to the collector,
+    whose one traces pipeline exports to Tempo and to the `otlp` role's port."""
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    services = raw["services"]
+    assert services["trace-generator"]["environment"]["ENDPOINT"] == "otel-collector:4317"
+    collector = services["otel-collector"]
+    assert "./otel-collector.yaml:/etc/otel-collector.yaml:ro" in collector["volumes"]
+    config = yaml.safe_load((COMPOSE / "otel-collector.yaml").read_text())
+    pipeline = config["service"]["pipelines"]["traces"]
+    assert pipeline["receivers"] == ["otlp"]
+    exporters = {name: config["exporters"][name] for name in pipeline["exporters"]}
+    assert exporters["otlp/tempo"]["endpoint"] == "tempo:4317"
+    receiver = services["otlp"]
+    assert receiver["command"] == ["otlp"]
+    env = receiver["environment"]
+    assert (env["TLA_OTLP_HOST"], env["TLA_OTLP_PORT"]) == ("0.0.0.0", "4318")
+    assert exporters["otlphttp/tempo-anomaly"]["endpoint"] == f"http://otlp:{env['TLA_OTLP_PORT']}"
 
 
 def test_prometheus_scrapes_every_role(resolved: dict[str, Any]) -> None:
