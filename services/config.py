@@ -30,6 +30,7 @@ from pipeline.recompute.settings import RecomputeSettings
 from pipeline.rule import RuleParams, RuleSettings
 from pipeline.settings import check_bounds, env_name, setting
 from pipeline.tempo_source.settings import TempoSettings
+from services.web.settings import UiSettings
 
 __all__ = ["ConfigError", "Settings", "env_name"]
 
@@ -91,6 +92,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -210,6 +212,7 @@ def validate(s: Settings) -> None:
     load_zone(s.timezone)
     Keys(s.key_prefix)
     _check_pairs(s)
+    s.ui.validate()
     if s.redis.url and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("TLA_REDIS_URL must start with redis://, rediss:// or unix://")
     if s.tempo.url and not s.tempo.url.startswith(("http://", "https://")):
