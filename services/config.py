@@ -49,7 +49,8 @@ class ApiSettings:
     host: str = setting("127.0.0.1", "where the API listens")
     port: int = setting(8080, "the API's port", min=1, max=65535)
     token: str | None = setting(
-        None, "bearer token required on every route but `/healthz` and `/readyz`",
+        None, "bearer token required on every route but `/healthz`, `/readyz` and the web "
+        "view's pages (they hold no data; the JSON behind them needs it)",
         unset="no auth")
     max_body_bytes: int = setting(1024 * 1024, "larger request bodies get 413", above=0)
     cache_ttl_s: float | None = setting(

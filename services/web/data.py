@@ -159,27 +159,35 @@ class WebData:
 
     async def _tracked(self) -> tuple[list[tuple[str, str, float]], bool]:
         """(service, endpoint, last seen unix s), most recently seen services first, and
-        whether some were left out by the caps."""
+        whether the caps left some out. Three round trips: the services, how many
+        endpoints each has, then as many of those as the cap leaves room for."""
+        keys = self.keys
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.zcard(self.keys.services)
-                pipe.zrevrange(self.keys.services, 0, MAX_SERVICES_LISTED - 1)
-                n_services, services = await pipe.execute()
+                pipe.zcard(keys.services)
+                pipe.zrevrange(keys.services, 0, MAX_SERVICES_LISTED - 1)
+                n_services, raw = await pipe.execute()
+            services = [_text(s) for s in raw]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for service in services:
-                    pipe.zrevrange(self.keys.endpoints(_text(service)), 0,
-                                   MAX_ENDPOINTS_LISTED - 1, withscores=True)
-                replies = await pipe.execute()
+                    pipe.zcard(keys.endpoints(service))
+                sizes = await pipe.execute()
+            shares: list[tuple[str, int]] = []  # (service, how many of its endpoints)
+            room = MAX_ENDPOINTS_LISTED
+            for service, size in zip(services, sizes, strict=True):
+                if min(size, room) > 0:  # never ZREVRANGE 0 -1: that would be all of them
+                    shares.append((service, min(size, room)))
+                    room -= min(size, room)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for service, take in shares:
+                    pipe.zrevrange(keys.endpoints(service), 0, take - 1, withscores=True)
+                replies = await pipe.execute() if shares else []
         except (RedisError, OSError) as e:
             raise StoreUnavailable(f"endpoint index unavailable: {e.__class__.__name__}") from e
-        tracked: list[tuple[str, str, float]] = []
-        truncated = n_services > len(services)
-        for service, endpoints in zip(services, replies, strict=True):
-            for endpoint, seen_s in endpoints:
-                if len(tracked) == MAX_ENDPOINTS_LISTED:
-                    return tracked, True
-                tracked.append((_text(service), _text(endpoint), float(seen_s)))
-        return tracked, truncated
+        tracked = [(service, _text(endpoint), float(seen_s))
+                   for (service, _), taken in zip(shares, replies, strict=True)
+                   for endpoint, seen_s in taken]
+        return tracked, n_services > len(services) or sum(sizes) > len(tracked)
 
     async def _recent_counts(self, since_ms: int) -> tuple[Counter[tuple[str, str]], bool]:
         counts: Counter[tuple[str, str]] = Counter()
