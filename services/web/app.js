@@ -250,7 +250,8 @@ function cellText(cell, minSamples) {
   if (!cell.enoughSamples) {
     return { short: `n=${b.count}`, long: `${where}: too few samples (${b.count} < ${minSamples}) to judge; ${numbers}` };
   }
-  return { short: String(Math.round(b.p95)), long: `${where}: ${numbers}, ${threshold}, updated ${fmtAge(b.ageS)}` };
+  const short = b.p95 >= 10 ? String(Math.round(b.p95)) : b.p95.toFixed(1);
+  return { short, long: `${where}: ${numbers}, ${threshold}, updated ${fmtAge(b.ageS)}` };
 }
 
 class Heatmap {
