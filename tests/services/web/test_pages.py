@@ -20,10 +20,7 @@ from pipeline.buckets import BucketRef, TimeBucket
 from tests.services.web.conftest import TOKEN, TRACE_URL, Serve, Traffic, now_bucket
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [
-    pytest.mark.redis, pytest.mark.slow,
-    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="needs Debian's chromium package"),
-]
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 15_000  # the pages poll every 3 s (anomalies) to 15 s (overview)
@@ -31,6 +28,8 @@ WAIT_MS = 15_000  # the pages poll every 3 s (anomalies) to 15 s (overview)
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"no {CHROMIUM}: apt-get install chromium (Debian's package; .ci/run does)")
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--no-sandbox", "--disable-gpu"])
