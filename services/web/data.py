@@ -39,6 +39,7 @@ ANOMALY_PAGE = 500
 ANOMALY_SCAN_MAX = 5000
 HOUR_MS = 3_600_000
 HOURS = range(24)
+Entry = tuple[bytes, dict[bytes, bytes]]  # a stream entry as redis-py returns it
 
 
 class EndpointJson(TypedDict):
@@ -216,10 +217,10 @@ class WebData:
         out = [a for entry_id, fields in entries if (a := self._anomaly(entry_id, fields))]
         return {"anomalies": out, "truncated": truncated}
 
-    async def _scan(self, query: AnomalyQuery) -> tuple[list[tuple[bytes, dict[bytes, bytes]]], bool]:
+    async def _scan(self, query: AnomalyQuery) -> tuple[list[Entry], bool]:
         """Matching entries newest first, at most `query.limit`; True when the scan stopped
         at ANOMALY_SCAN_MAX before reaching `since_ms` or the stream's first entry."""
-        found: list[tuple[bytes, dict[bytes, bytes]]] = []
+        found: list[Entry] = []
         upper: str = "+"
         scanned = 0
         lower = f"{query.since_ms}-0"

@@ -1,16 +1,19 @@
-"""The web view's fixtures: an API served on a real port for the JSON and the browser, and
+"""The web view's fixtures: an API served on a real port for the JSON and the browser;
 known traffic written as the pipeline writes it (recompute's baseline hashes, ingest's
-service and endpoint indexes and anomaly entries)."""
+service and endpoint indexes and anomaly entries); and the browser, Debian's chromium
+driven by Playwright's async API (its sync API cannot run inside pytest-asyncio's loop)."""
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import RawTestServer, TestClient
+from playwright.async_api import Browser, Locator, Page, async_playwright
 from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, TimeBucket, bucket_of, load_zone
@@ -28,6 +31,10 @@ ZONE = load_zone(ZONE_NAME)
 TOKEN = "web-t0ken"
 TRACE_URL = "https://grafana.example/explore?trace={traceId}"
 Serve = Callable[..., Awaitable[TestClient]]
+# Debian's package: Playwright's own browser download is not used.
+CHROMIUM = "/usr/bin/chromium"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
 
 
 def now_bucket() -> TimeBucket:
@@ -92,3 +99,19 @@ class Traffic:
 @pytest.fixture
 def traffic(redis: Redis, keys: Keys) -> Traffic:
     return Traffic(redis, keys)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"no {CHROMIUM}: apt-get install chromium (Debian's package; .ci/run does)")
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        await b.close()
+
+
+def cell_of(page: Page, bucket: TimeBucket) -> Locator:
+    """The heatmap cell of one bucket."""
+    return page.locator(f'.cell[data-hour="{bucket.hour}"][data-day-type="{bucket.day_type}"]')

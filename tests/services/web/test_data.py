@@ -136,7 +136,8 @@ async def test_anomalies_newest_first_with_filters_since_and_limit(
     reply = await get(client, "/v1/anomalies")
     assert [a["traceId"] for a in reply["anomalies"]] == ["3" * 32, "2" * 32, "1" * 32]
     oldest = reply["anomalies"][-1]
-    assert (oldest["id"], oldest["flaggedMs"], oldest["durationMs"]) == (first, now_ms - 30_000, 900)
+    assert (oldest["id"], oldest["flaggedMs"]) == (first, now_ms - 30_000)
+    assert oldest["durationMs"] == 900
     assert oldest["thresholdMs"] == 400 and oldest["term"] == "p95_factor"
     assert oldest["reason"].startswith("900 ms > threshold 400 ms")
     assert oldest["traceUrl"] is None and oldest["bucketId"] == pay.id

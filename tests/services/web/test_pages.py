@@ -7,34 +7,27 @@ tmp dir."""
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from pipeline.buckets import BucketRef, TimeBucket
-from tests.services.web.conftest import TOKEN, TRACE_URL, Serve, Traffic, now_bucket
+from tests.services.web.conftest import (
+    DESKTOP,
+    PHONE,
+    TOKEN,
+    TRACE_URL,
+    Serve,
+    Traffic,
+    cell_of,
+    now_bucket,
+)
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
 WAIT_MS = 15_000  # the pages poll every 3 s (anomalies) to 15 s (overview)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"no {CHROMIUM}: apt-get install chromium (Debian's package; .ci/run does)")
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        await b.close()
 
 
 async def open_page(browser: Browser, client: TestClient, path: str,
@@ -137,10 +130,6 @@ async def test_heatmap_has_48_cells_with_the_known_buckets(
     assert first and second and second["y"] > first["y"] + 10  # transposed: hours go down
     assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     await phone.screenshot(path=tmp_path / "endpoint-phone.png", full_page=True)
-
-
-def cell_of(page: Page, bucket: TimeBucket):  # type: ignore[no-untyped-def]
-    return page.locator(f'.cell[data-hour="{bucket.hour}"][data-day-type="{bucket.day_type}"]')
 
 
 async def test_the_keyboard_reaches_every_part(browser: Browser, serve: Serve,
