@@ -30,6 +30,8 @@ MAX_ANOMALIES = 1000
 # the same document, whose script renders the view its path names.
 PAGES = ("/", "/endpoint", "/anomalies")
 ASSETS = {"/ui/app.js": ("app.js", "text/javascript"),
+          "/ui/ui.js": ("ui.js", "text/javascript"),
+          "/ui/heatmap.js": ("heatmap.js", "text/javascript"),
           "/ui/style.css": ("style.css", "text/css")}
 # The pages load nothing from elsewhere, run no inline script and may not be framed.
 PAGE_HEADERS = {

@@ -26,7 +26,8 @@ DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua",
               "pipeline/tempo_source/coverage_add.lua",
               "schemas/openapi.yaml", "schemas/streams.schema.json",
               "schemas/trace_event.schema.json",
-              "services/web/index.html", "services/web/app.js", "services/web/style.css"}
+              "services/web/index.html", "services/web/style.css", "services/web/app.js",
+              "services/web/ui.js", "services/web/heatmap.js"}
 START_S = 30.0
 
 
@@ -88,7 +89,7 @@ def test_the_installed_api_answers(installed: Path, prefix: str) -> None:
         assert check.json()["status"] == "no_baseline"
         page = httpx.get(f"{base}/", timeout=5)  # the web view, read from site-packages
         assert page.status_code == 200 and "/ui/app.js" in page.text
-        assert "export function" in httpx.get(f"{base}/ui/app.js", timeout=5).text
+        assert "export class Heatmap" in httpx.get(f"{base}/ui/heatmap.js", timeout=5).text
     finally:
         proc.terminate()
         output = proc.communicate(timeout=20)[0]

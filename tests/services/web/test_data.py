@@ -209,7 +209,8 @@ async def test_the_token_guards_the_json_not_the_pages(serve: Serve) -> None:
         auth = {"Authorization": f"Bearer {TOKEN}"}
         assert (await client.get(path, headers=auth)).status == 200, path
     for path, kind in (("/", "text/html"), ("/endpoint", "text/html"), ("/anomalies", "text/html"),
-                       ("/ui/app.js", "text/javascript"), ("/ui/style.css", "text/css")):
+                       ("/ui/app.js", "text/javascript"), ("/ui/ui.js", "text/javascript"),
+                       ("/ui/heatmap.js", "text/javascript"), ("/ui/style.css", "text/css")):
         response = await client.get(path)
         assert response.status == 200 and response.content_type == kind, path
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]

@@ -130,6 +130,7 @@ async def test_heatmap_has_48_cells_with_the_known_buckets(
     assert first and second and second["y"] > first["y"] + 10  # transposed: hours go down
     assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     await phone.screenshot(path=tmp_path / "endpoint-phone.png", full_page=True)
+    assert page.errors == [] and phone.errors == []  # type: ignore[attr-defined]
 
 
 async def test_the_keyboard_reaches_every_part(browser: Browser, serve: Serve,
@@ -192,6 +193,7 @@ async def test_a_flagged_trace_arrives_in_the_recent_list_with_its_reason(
     listed = endpoint_page.locator("#endpoint-anomalies tr")
     await expect(listed).to_have_count(1)
     await expect(listed.first).to_contain_text("912 ms > threshold 400 ms")
+    assert page.errors == [] and endpoint_page.errors == []  # type: ignore[attr-defined]
 
 
 async def test_the_token_prompt_guards_the_pages(browser: Browser, serve: Serve,
