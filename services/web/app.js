@@ -31,7 +31,8 @@ function endpointRow(e, minSamples) {
     h("td", { class: "num", "data-label": "p95" }, b ? fmtMs(b.p95) : "—"),
     h("td", { class: thin ? "num thin-text" : "num", "data-label": "Samples" }, b ? String(b.count) : "0",
       thin ? h("span", { class: "sr" }, " (too few samples)") : null),
-    h("td", { "data-label": "Updated" }, b ? fmtAge(b.ageS) : "not learned yet"),
+    h("td", { "data-label": "Baseline updated" }, b ? fmtAge(b.ageS) : "not learned yet"),
+    h("td", { "data-label": "Last trace" }, fmtAge((Date.now() - e.lastSeenMs) / 1000)),
     h("td", { class: e.anomaliesLastHour ? "num hot" : "num", "data-label": "Anomalies (1 h)" },
       String(e.anomaliesLastHour)));
 }
@@ -45,7 +46,7 @@ function serviceSection(service, rows, data) {
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, "Endpoint"), h("th", { scope: "col", class: "num" }, "p50"),
         h("th", { scope: "col", class: "num" }, "p95"), h("th", { scope: "col", class: "num" }, "Samples"),
-        h("th", { scope: "col" }, "Updated"),
+        h("th", { scope: "col" }, "Baseline updated"), h("th", { scope: "col" }, "Last trace"),
         h("th", { scope: "col", class: "num" }, "Anomalies (1 h)"))),
       h("tbody", {}, rows.map((e) => endpointRow(e, data.minSamples))))));
 }

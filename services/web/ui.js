@@ -32,6 +32,7 @@ export function fmtMs(v) {
 
 export function fmtAge(seconds) {
   if (seconds === null || seconds === undefined) return "—";
+  seconds = Math.max(0, seconds); // the browser's clock may run a little behind Redis's
   if (seconds < 90) return `${Math.round(seconds)} s ago`;
   if (seconds < 5400) return `${Math.round(seconds / 60)} min ago`;
   if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
