@@ -96,6 +96,9 @@ function askToken(message) {
       resolve();
     }, { once: true });
   });
+  // Escape would close the dialog and leave the page waiting on nothing: keep asking.
+  dialog.oncancel = (ev) => ev.preventDefault();
+  dialog.onclose = () => { if (prompting) dialog.showModal(); };
   dialog.showModal();
   input.focus();
   return prompting;
