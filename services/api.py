@@ -1,4 +1,5 @@
-"""The HTTP API: anomaly checks, baselines, the OpenAPI document, and the probes.
+"""The HTTP API: anomaly checks, baselines, the OpenAPI document, the probes, and the web
+view (services/web/: its pages and the JSON behind them).
 
 Its routes run on the one HTTP layer, `services/http.py` (routing, the guard, errors to
 HTTP, bounded bodies, /healthz /readyz /metrics). Handlers stay thin: parse → pipeline
@@ -42,7 +43,6 @@ from services.http import (
     PROBES,
     Route,
     Router,
-    ServerContext,
     arrived_body,
     json_bytes_response,
     json_response,
@@ -51,6 +51,9 @@ from services.http import (
 )
 from services.verdict_cache import VerdictCache
 from services.views import baseline_json, bucket_json, threshold_json
+from services.web import routes as web_routes
+from services.web.data import WebData
+from services.web.routes import WebContext
 
 MAX_BATCH = 1000
 # How long cleanup waits for the baseline-version watch to finish its GET: a healthy
@@ -79,7 +82,7 @@ class CheckMetrics:
 
 
 @dataclass(slots=True, kw_only=True)
-class ApiContext(ServerContext):
+class ApiContext(WebContext):
     """What the API's handlers share, built once per API by `ApiContext.build`."""
 
     baselines: BaselineStore
@@ -98,6 +101,9 @@ class ApiContext(ServerContext):
         rule = settings.rule_params()
         zone = load_zone(settings.timezone)
         checks = metrics.part(CheckMetrics)
+        # Uncached: the pages show what Redis holds, and keep out of the check path's cache.
+        web = WebData(redis, settings.keys(), BaselineStore(redis, settings.keys()), rule, zone,
+                      settings.timezone, settings.ui.trace_link)
         return cls(
             redis=redis, metrics=metrics, health=health,
             token=settings.api.token.encode() if settings.api.token else None,
@@ -105,7 +111,7 @@ class ApiContext(ServerContext):
             baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
             parse=CheckParser(zone, ZoneBuckets(zone)),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
-            openapi=load_openapi(), checks=checks,
+            openapi=load_openapi(), checks=checks, web=web, assets=web_routes.load_assets(),
         )
 
 
@@ -198,6 +204,7 @@ ROUTES: tuple[Route[ApiContext], ...] = (
     Route("GET", "/v1/baseline", baseline),
     *PROBES,
     Route("GET", "/openapi.json", openapi),
+    *web_routes.ROUTES,
 )
 
 

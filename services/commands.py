@@ -38,7 +38,7 @@ async def run(settings: Settings, demo: bool) -> int:
             window = settings.recompute.interval_s
             print(
                 f"demo: first baselines when the current {window} s window closes; live traffic "
-                f"now, ~2% of it slow. API: {settings.api_url()}  (Ctrl-C stops)",
+                f"now, ~2% of it slow. API and web view: {settings.api_url()}/  (Ctrl-C stops)",
                 flush=True,
             )
 

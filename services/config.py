@@ -32,6 +32,7 @@ from pipeline.recompute.settings import RecomputeSettings
 from pipeline.rule import RuleParams, RuleSettings
 from pipeline.settings import check_bounds, env_name, setting
 from pipeline.tempo_source.settings import TempoSettings
+from services.web.settings import UiSettings
 
 __all__ = ["ConfigError", "Settings", "env_name"]
 
@@ -50,8 +51,9 @@ class ApiSettings:
     host: str = setting("127.0.0.1", "where the API listens")
     port: int = setting(8080, "the API's port", min=1, max=65535)
     token: str | None = setting(
-        None, "bearer token required on every route but `/healthz` and `/readyz` (the OTLP "
-        "receiver's `/v1/traces` too)", unset="no auth")
+        None, "bearer token required on every route but `/healthz`, `/readyz` and the web "
+        "view's pages (they hold no data; the JSON behind them needs it); the OTLP "
+        "receiver's `/v1/traces` requires it too", unset="no auth")
     max_body_bytes: int = setting(1024 * 1024, "larger request bodies get 413", above=0)
     cache_ttl_s: float | None = setting(
         None, "in-process baseline cache lifetime", min=0,
@@ -95,6 +97,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     otlp: OtlpSettings = field(default_factory=OtlpSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
 
     @classmethod
     def load(cls, path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
@@ -214,6 +217,7 @@ def validate(s: Settings) -> None:
     load_zone(s.timezone)
     Keys(s.key_prefix)
     _check_pairs(s)
+    s.ui.validate()
     if s.redis.url and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("TLA_REDIS_URL must start with redis://, rediss:// or unix://")
     if s.tempo.url and not s.tempo.url.startswith(("http://", "https://")):

@@ -25,7 +25,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 DATA_FILES = {"pipeline/ingest/ingest.lua", "pipeline/recompute/store.lua",
               "pipeline/tempo_source/coverage_add.lua",
               "schemas/openapi.yaml", "schemas/streams.schema.json",
-              "schemas/trace_event.schema.json"}
+              "schemas/trace_event.schema.json",
+              "services/web/index.html", "services/web/style.css", "services/web/app.js",
+              "services/web/ui.js", "services/web/heatmap.js"}
 START_S = 30.0
 
 
@@ -85,6 +87,9 @@ def test_the_installed_api_answers(installed: Path, prefix: str) -> None:
             "startTimeUnixNano": str(time.time_ns()), "durationMs": 912})
         assert check.status_code == 200, check.text
         assert check.json()["status"] == "no_baseline"
+        page = httpx.get(f"{base}/", timeout=5)  # the web view, read from site-packages
+        assert page.status_code == 200 and "/ui/app.js" in page.text
+        assert "export class Heatmap" in httpx.get(f"{base}/ui/heatmap.js", timeout=5).text
     finally:
         proc.terminate()
         output = proc.communicate(timeout=20)[0]

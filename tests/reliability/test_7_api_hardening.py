@@ -76,12 +76,14 @@ def test_wrong_types_name_the_field_oversized_is_413_and_auth_is_required(api_ur
         big = c.post("/v1/anomaly/check", content=b" " * (MAX_BODY + 1), headers=auth)
         assert big.status_code == 413
         routes = [("POST", "/v1/anomaly/check"), ("POST", "/v1/anomaly/check:batch"),
-                  ("GET", "/v1/baseline"), ("GET", "/metrics"), ("GET", "/openapi.json")]
+                  ("GET", "/v1/baseline"), ("GET", "/metrics"), ("GET", "/openapi.json"),
+                  ("GET", "/v1/endpoints"), ("GET", "/v1/baselines"), ("GET", "/v1/anomalies")]
         for method, path in routes:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
                 assert c.request(method, path, headers=headers).status_code == 401
         assert c.get("/openapi.json", headers=auth).status_code == 200
         assert c.get("/healthz").status_code == 200
+        assert c.get("/").status_code == 200  # the web view's page: no data in it
         assert c.get("/readyz").status_code == 200
         assert "Allow" in c.request("DELETE", "/healthz").headers
     report("api_inputs", wrong_type_fields=len(cases), oversized_status=413,

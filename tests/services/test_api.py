@@ -220,7 +220,7 @@ async def test_bearer_token(serve: Serve) -> None:
 
 
 async def test_unmatched_routes_are_json_404_and_405_with_allow(client: TestClient) -> None:
-    for path in ("/nope", "/", "/healthz/", "/v1/anomaly/check/extra"):
+    for path in ("/nope", "/ui/nope.js", "/healthz/", "/v1/anomaly/check/extra"):  # "/": web view
         missing = await client.get(path, headers={"X-Request-ID": "lost-1"})
         assert missing.status == 404, path
         assert await missing.json() == {"error": "Not Found"}
