@@ -28,11 +28,11 @@ from pipeline.buckets import (
     BucketRef,
     TimeBucket,
     ZoneBuckets,
-    bucket_of,
     load_zone,
     parse_day_type,
 )
 from pipeline.errors import InvalidEvent
+from pipeline.fallback import resolve
 from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
 from pipeline.rule import RuleParams, threshold_of
 from services.checks import CheckParser, json_of, string_field
@@ -86,6 +86,8 @@ class ApiContext(ServerContext):
     rule: RuleParams
     zone: ZoneInfo
     tz_name: str
+    # The bucket of an instant, holidays included (the check path's slots).
+    buckets: ZoneBuckets
     # The check path's precomputed work: time-zone slots and compiled verdicts.
     parse: CheckParser
     verdicts: VerdictCache
@@ -97,13 +99,14 @@ class ApiContext(ServerContext):
               baselines: BaselineStore, health: Health) -> ApiContext:
         rule = settings.rule_params()
         zone = load_zone(settings.timezone)
+        buckets = ZoneBuckets(zone, settings.calendar())
         checks = metrics.part(CheckMetrics)
         return cls(
             redis=redis, metrics=metrics, health=health,
             token=settings.api.token.encode() if settings.api.token else None,
             max_body_bytes=settings.api.max_body_bytes,
             baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
-            parse=CheckParser(zone, ZoneBuckets(zone)),
+            buckets=buckets, parse=CheckParser(zone, buckets),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
             openapi=load_openapi(), checks=checks,
         )
@@ -112,9 +115,11 @@ class ApiContext(ServerContext):
 async def judge(ctx: ApiContext, items: list[tuple[BucketRef, str, float]]) -> list[bytes]:
     """Verdicts as JSON, as `verdict_json(evaluate(...))` would serialize, from compiled
     parts (and counted by status); the baselines come from the store's cache in the
-    steady state."""
+    steady state, the fallbacks of thin buckets too."""
     baselines = await ctx.baselines.get_many([bucket_id for _, bucket_id, _ in items])
-    return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms)
+    fallbacks = await resolve(ctx.baselines, (ref for ref, _, _ in items), baselines, ctx.rule)
+    return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms,
+                                       fallbacks.get(bucket_id))
             for ref, bucket_id, duration_ms in items]
 
 
@@ -128,7 +133,12 @@ async def check(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)
-    result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms)
+    fallback = None
+    if ctx.rule.fallback and (baseline is None or baseline.count < ctx.rule.min_samples):
+        # A thin bucket: a few more lookups, from the store's cache in the steady state.
+        found = await resolve(ctx.baselines, (ref,), {bucket_id: baseline}, ctx.rule)
+        fallback = found.get(bucket_id)
+    result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms, fallback)
     ctx.checks.check_seconds.observe(time.perf_counter() - started)
     return json_bytes_response(result)
 
@@ -154,7 +164,7 @@ def _query_bucket(request: web.BaseRequest, ctx: ApiContext) -> BucketRef:
     q = request.query
     service = string_field(dict(q), "service", MAX_SERVICE_CHARS)
     endpoint = string_field(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
-    now_bucket = bucket_of(time.time_ns(), ctx.zone)
+    now_bucket = ctx.buckets(time.time_ns())
     hour_text = q.get("hour")
     if hour_text is None:
         hour = now_bucket.hour
@@ -174,7 +184,7 @@ async def baseline(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
     found = await ctx.baselines.get(ref.id)
     body = {
         "bucket": bucket_json(ref, ctx.tz_name),
-        "baseline": baseline_json(found),
+        "baseline": baseline_json(found, ref.id),
         "threshold": threshold_json(threshold_of(found, ctx.rule), ctx.rule) if found else None,
         "minSamples": ctx.rule.min_samples,
     }

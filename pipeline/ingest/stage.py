@@ -20,9 +20,11 @@ from redis.typing import EncodableT, FieldT
 from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef
+from pipeline.daytypes import Calendar
 from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
+from pipeline.fallback import resolve
 from pipeline.ingest.batch import BUCKET, ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
@@ -68,9 +70,10 @@ class Ingestor:
         consumer: str,
         *,
         window_s: int,
+        calendar: Calendar | None = None,
     ) -> None:
         """`window_s`: the recompute window (TLA_RECOMPUTE_INTERVAL_S) that dirty marks
-        belong to."""
+        belong to; `calendar`: the holidays that are weekend days (TLA_HOLIDAYS_*)."""
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -81,7 +84,7 @@ class Ingestor:
         self.metrics = metrics
         self.series = metrics.part(IngestMetrics)
         self.consumer = consumer
-        self._call = IngestCall(redis, keys, settings, rule, zone, window_s)
+        self._call = IngestCall(redis, keys, settings, rule, zone, window_s, calendar)
         self._cap_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -275,7 +278,8 @@ class Ingestor:
                 groups[item[BUCKET]] = group = []
             group.append(item)
         baselines = await self.baselines.get_many([b.id for b in groups])
-        new, dup, marked, flagged, *capped = await self._call(groups, baselines)
+        fallbacks = await resolve(self.baselines, (b.ref for b in groups), baselines, self.rule)
+        new, dup, marked, flagged, *capped = await self._call(groups, baselines, fallbacks)
         buckets = list(groups.items())
         rejected: list[tuple[bytes, str]] = []
         by_service = 0
