@@ -77,18 +77,70 @@ def choose(ref: BucketRef, found: Mapping[str, Baseline | None],
     return best
 
 
-async def resolve(store: BaselineStore, refs: Iterable[BucketRef],
+class Fallbacks:
+    """`resolve` for one store and rule, each thin bucket's answer remembered while the
+    store's cache holds still: the same own baseline, nothing dropped from the cache
+    (`epoch`), none of the entries it was chosen from expired. Then a thin bucket costs one dict lookup, as a
+    bucket with min_samples does (ingest asks once per bucket per batch)."""
+
+    def __init__(self, store: BaselineStore, params: RuleParams,
+                 max_memo: int = MAX_CACHED_REFS) -> None:
+        self.store = store
+        self.params = params
+        self._max = max_memo
+        # bucket id -> (store epoch, valid until, own baseline, the answer)
+        self._memo: dict[str, tuple[int, float, Baseline | None, Fallback | None]] = {}
+
+    async def __call__(self, buckets: Iterable[tuple[BucketRef, str]],
+                       own: Mapping[str, Baseline | None]) -> dict[str, Fallback]:
+        """The fallback of each thin bucket among `buckets` ((ref, its id) pairs: building
+        an id escapes names) that has one, by bucket id."""
+        params = self.params
+        if not params.fallback:
+            return {}
+        out: dict[str, Fallback] = {}
+        todo: list[tuple[BucketRef, str]] = []
+        now, epoch, memo = self.store.now(), self.store.epoch, self._memo
+        for ref, bucket_id in buckets:
+            baseline = own[bucket_id]
+            if baseline is not None and baseline.count >= params.min_samples:
+                continue  # not thin: its own baseline judges
+            hit = memo.get(bucket_id)
+            if hit is not None and hit[0] == epoch and hit[1] > now and hit[2] is baseline:
+                if hit[3] is not None:
+                    out[bucket_id] = hit[3]
+            else:
+                todo.append((ref, bucket_id))
+        if todo:
+            found = await resolve(self.store, todo, own, params)
+            out.update(found)
+            self._remember(todo, own, found)
+        return out
+
+    def _remember(self, buckets: list[tuple[BucketRef, str]],
+                  own: Mapping[str, Baseline | None], found: Mapping[str, Fallback]) -> None:
+        if len(self._memo) >= self._max:
+            self._memo.clear()
+        store, epoch = self.store, self.store.epoch
+        for ref, bucket_id in buckets:
+            until = min(store.expires(c[1]) for c in candidates(ref))
+            if until > 0:  # every entry it was chosen from is cached
+                self._memo[bucket_id] = (epoch, until, own[bucket_id], found.get(bucket_id))
+
+
+async def resolve(store: BaselineStore, buckets: Iterable[tuple[BucketRef, str]],
                   own: Mapping[str, Baseline | None], params: RuleParams) -> dict[str, Fallback]:
-    """The fallback of each thin bucket among `refs` (by bucket id) that has one.
+    """The fallback of each thin bucket among `buckets` ((ref, id) pairs) that has one,
+    by bucket id.
 
     `own` holds each bucket's own baseline. Buckets with min_samples cost one comparison;
     a thin bucket four lookups, from the store's cache when it holds them."""
     if not params.fallback:
         return {}
-    thin = [ref for ref in refs if needs_fallback(own[ref.id], params)]
+    thin = [(ref, i) for ref, i in buckets if needs_fallback(own[i], params)]
     if not thin:
         return {}
-    ids = list(dict.fromkeys(c[1] for ref in thin for c in candidates(ref)))
+    ids = list(dict.fromkeys(c[1] for ref, _i in thin for c in candidates(ref)))
     found: dict[str, Baseline | None] = {}
     missing: list[str] = []
     for baseline_id in ids:
@@ -100,8 +152,8 @@ async def resolve(store: BaselineStore, refs: Iterable[BucketRef],
     if missing:
         found.update(await store.get_many(missing))
     out: dict[str, Fallback] = {}
-    for ref in thin:
+    for ref, bucket_id in thin:
         chosen = choose(ref, found, params)
         if chosen is not None:
-            out[ref.id] = chosen
+            out[bucket_id] = chosen
     return out

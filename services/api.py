@@ -32,7 +32,7 @@ from pipeline.buckets import (
     parse_day_type,
 )
 from pipeline.errors import InvalidEvent
-from pipeline.fallback import resolve
+from pipeline.fallback import Fallbacks
 from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
 from pipeline.rule import RuleParams, threshold_of
 from services.checks import CheckParser, json_of, string_field
@@ -91,6 +91,7 @@ class ApiContext(ServerContext):
     # The check path's precomputed work: time-zone slots and compiled verdicts.
     parse: CheckParser
     verdicts: VerdictCache
+    fallbacks: Fallbacks  # what judges a thin bucket
     openapi: dict[str, Any]
     checks: CheckMetrics
 
@@ -108,6 +109,7 @@ class ApiContext(ServerContext):
             baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
             buckets=buckets, parse=CheckParser(zone, buckets),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
+            fallbacks=Fallbacks(baselines, rule),
             openapi=load_openapi(), checks=checks,
         )
 
@@ -117,7 +119,7 @@ async def judge(ctx: ApiContext, items: list[tuple[BucketRef, str, float]]) -> l
     parts (and counted by status); the baselines come from the store's cache in the
     steady state, the fallbacks of thin buckets too."""
     baselines = await ctx.baselines.get_many([bucket_id for _, bucket_id, _ in items])
-    fallbacks = await resolve(ctx.baselines, (ref for ref, _, _ in items), baselines, ctx.rule)
+    fallbacks = await ctx.fallbacks(((ref, i) for ref, i, _ in items), baselines)
     return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms,
                                        fallbacks.get(bucket_id))
             for ref, bucket_id, duration_ms in items]
@@ -136,7 +138,7 @@ async def check(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
     fallback = None
     if ctx.rule.fallback and (baseline is None or baseline.count < ctx.rule.min_samples):
         # A thin bucket: a few more lookups, from the store's cache in the steady state.
-        found = await resolve(ctx.baselines, (ref,), {bucket_id: baseline}, ctx.rule)
+        found = await ctx.fallbacks(((ref, bucket_id),), {bucket_id: baseline})
         fallback = found.get(bucket_id)
     result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms, fallback)
     ctx.checks.check_seconds.observe(time.perf_counter() - started)

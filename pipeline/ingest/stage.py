@@ -24,7 +24,7 @@ from pipeline.daytypes import Calendar
 from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
-from pipeline.fallback import resolve
+from pipeline.fallback import Fallbacks
 from pipeline.ingest.batch import BUCKET, ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
@@ -85,6 +85,7 @@ class Ingestor:
         self.series = metrics.part(IngestMetrics)
         self.consumer = consumer
         self._call = IngestCall(redis, keys, settings, rule, zone, window_s, calendar)
+        self._fallbacks = Fallbacks(baselines, rule)
         self._cap_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -278,7 +279,7 @@ class Ingestor:
                 groups[item[BUCKET]] = group = []
             group.append(item)
         baselines = await self.baselines.get_many([b.id for b in groups])
-        fallbacks = await resolve(self.baselines, (b.ref for b in groups), baselines, self.rule)
+        fallbacks = await self._fallbacks(((b.ref, b.id) for b in groups), baselines)
         new, dup, marked, flagged, *capped = await self._call(groups, baselines, fallbacks)
         buckets = list(groups.items())
         rejected: list[tuple[bytes, str]] = []
