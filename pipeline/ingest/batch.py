@@ -92,15 +92,16 @@ class IngestCall:
         self._max_endpoints_arg = str(s.max_endpoints_per_service).encode()
         self._max_services_arg = str(s.max_services).encode()
         self._zone_buckets = ZoneBuckets(zone, calendar) if calendar else ZoneBuckets(zone)
-        self._bucket_memo: dict[tuple[str, str, int, str, str | None], BucketKeys] = {}
+        self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
         self._thresholds: dict[
             str, tuple[Baseline | None, Fallback | None, Threshold | None]] = {}
 
     def bucket(self, parts: EventParts) -> BucketKeys:
         """The event's bucket with its key names, built once per bucket (escaping is slow)."""
         time_bucket = self._zone_buckets(parts[START_NS])
-        memo_key = (parts[SERVICE], parts[ENDPOINT], time_bucket.hour, time_bucket.day_type,
-                    time_bucket.holiday)
+        # One BucketKeys per bucket id (a batch groups by it): a holiday's events share it
+        # with the weekend's, and `_anomaly` names the holiday.
+        memo_key = (parts[SERVICE], parts[ENDPOINT], time_bucket.hour, time_bucket.day_type)
         bucket = self._bucket_memo.get(memo_key)
         if bucket is None:
             if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
@@ -157,7 +158,10 @@ class IngestCall:
                  fallback: Fallback | None) -> list[str]:
         """The anomaly entry's fields, from the full verdict (only for flagged events)."""
         event = TraceEvent(*parts)
-        verdict = evaluate(event.duration_ms, bucket.ref, baseline, self._rule, self._tz_name,
+        ref, time_bucket = bucket.ref, self._zone_buckets(event.start_ns)
+        if time_bucket != ref.bucket:  # the same bucket, but a holiday (or not) this time
+            ref = BucketRef(ref.service, ref.endpoint, time_bucket)
+        verdict = evaluate(event.duration_ms, ref, baseline, self._rule, self._tz_name,
                            fallback)
         assert verdict.is_anomaly, "judged_threshold and evaluate disagree"
         return anomaly_fields(event, verdict)
