@@ -31,8 +31,11 @@ from pipeline.stats import Baseline, compute_baseline
 EAGER_SAMPLES = 1000
 # An endpoint with a full all-hours baseline is refreshed at most this often.
 REFRESH_S = 300
-# Endpoints refreshed per window, at most: ~10k ring GETs, a fraction of a window.
-MAX_PER_WINDOW = 200
+# Endpoints refreshed per window, at most: 2,400 ring GETs when their rings are full,
+# about a quarter of the work of a 10k-bucket window (scripts/bench/recompute.py); past
+# 500 endpoints the refresh cycle stretches beyond REFRESH_S, which a distribution over
+# all hours tolerates.
+MAX_PER_WINDOW = 50
 # Endpoints per pipelined fetch: 192 rings, about recompute's chunk of buckets.
 CHUNK_ENDPOINTS = 4
 
