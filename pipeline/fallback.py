@@ -40,10 +40,6 @@ def endpoint_id(tag: str) -> str:
     return f"{tag}:{ALL_HOURS}"
 
 
-def is_endpoint_id(baseline_id: str) -> bool:
-    return baseline_id.endswith("}:" + ALL_HOURS)
-
-
 @lru_cache(maxsize=MAX_CACHED_REFS)
 def candidates(ref: BucketRef) -> tuple[Candidate, ...]:
     """The fallback baselines of `ref`, in the order they are tried."""

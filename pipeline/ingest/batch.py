@@ -9,15 +9,15 @@ of ingest's Python time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
-from pipeline.daytypes import Calendar
+from pipeline.daytypes import NO_HOLIDAYS, Calendar
 from pipeline.entries import AnomalyEntry
 from pipeline.events import (
     DURATION_MS,
@@ -91,7 +91,7 @@ class IngestCall:
             ANOMALIES_MAXLEN)]
         self._max_endpoints_arg = str(s.max_endpoints_per_service).encode()
         self._max_services_arg = str(s.max_services).encode()
-        self._zone_buckets = ZoneBuckets(zone, calendar) if calendar else ZoneBuckets(zone)
+        self._zone_buckets = ZoneBuckets(zone, calendar or NO_HOLIDAYS)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
         self._thresholds: dict[
             str, tuple[Baseline | None, Fallback | None, Threshold | None]] = {}
