@@ -158,8 +158,8 @@ def evaluate(
 
     `baseline` is the bucket's own; `fallback` (for a thin bucket only) the one that
     judges instead."""
-    if fallback is not None and not needs_fallback(baseline, params):
-        fallback = None  # the bucket has min_samples: its own baseline judges
+    if fallback is not None and (not params.fallback or not needs_fallback(baseline, params)):
+        fallback = None  # fallback off, or the bucket has min_samples: its own judges
     if fallback is not None:
         return _judge(duration_ms, ref, baseline, params, tz_name, fallback)
     place = where(ref, tz_name)
@@ -203,4 +203,6 @@ def judged_threshold(baseline: Baseline | None, params: RuleParams,
     if not needs_fallback(baseline, params):
         assert baseline is not None
         return threshold_of(baseline, params)
-    return threshold_of(fallback.baseline, params) if fallback is not None else None
+    if fallback is None or not params.fallback:
+        return None
+    return threshold_of(fallback.baseline, params)

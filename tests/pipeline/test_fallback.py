@@ -94,8 +94,10 @@ def test_a_bucket_with_min_samples_ignores_any_fallback() -> None:
 
 
 def test_fallback_off_gives_the_seeds_verdicts_exactly() -> None:
+    anyway = choose(REF, {f"{TAG}:all": full()}, RULE)  # off ignores one given anyway
+    assert judged_threshold(THIN, OFF, anyway) is None
     for baseline in (None, THIN, Baseline(0, 0, 0, 0, 1)):
-        verdict = evaluate(5000, REF, baseline, OFF, TZ)
+        verdict = evaluate(5000, REF, baseline, OFF, TZ, anyway)
         assert verdict.reason in (
             "no baseline yet for checkout POST /pay, 14:00 weekday Asia/Taipei: not judged",
             "only 12 samples for checkout POST /pay, 14:00 weekday Asia/Taipei "
