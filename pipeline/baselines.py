@@ -72,6 +72,10 @@ class BaselineStore:
         self._watched = False  # a watch_versions() task reads the counter: requests never do
         # Bumped on every clear: a fetch that started before it must not refill the cache.
         self._generation = 0
+        # Bumped whenever cached entries are dropped: a value derived from cached entries
+        # holds while it stays the same and none of them expired (an entry is only ever
+        # replaced once expired or dropped).
+        self.epoch = 0
         self._inflight: dict[str, asyncio.Future[dict[str, Baseline | None]]] = {}
 
     async def get(self, bucket_id: str) -> Baseline | None:
@@ -89,6 +93,14 @@ class BaselineStore:
         if hit[0] <= now or (not self._watched and self._version_due(now)):
             return MISS
         return hit[1]
+
+    def expires(self, bucket_id: str) -> float:
+        """When the cached entry expires (this store's clock), 0.0 if none is cached."""
+        hit = self._cache.get(bucket_id)
+        return hit[0] if hit is not None else 0.0
+
+    def now(self) -> float:
+        return self._clock()
 
     async def watch_versions(self, stop: asyncio.Event) -> None:
         """Read the version every `version_check_s` until `stop` is set (an app's lifetime).
@@ -206,3 +218,4 @@ class BaselineStore:
             self._generation += 1
         else:
             self._cache.pop(bucket_id, None)
+        self.epoch += 1

@@ -1,5 +1,9 @@
 """Buckets: hour of day (0-23) in an IANA zone and weekday/weekend, and the bucket ids.
 
+This module is the one place that decides a trace's bucket: ingest (where a sample goes),
+the check API, the CLI and the fallback levels all call `bucket_of` or `ZoneBuckets`.
+Saturdays, Sundays and the calendar's holidays (pipeline/daytypes.py) are `weekend`.
+
 A bucket id names (service, endpoint, hour, day type): `{checkout|POST /pay}:14:weekday`.
 Names are percent-escaped for `% { } | :` and control characters, which keeps the
 `{svc|ep}` part (the Redis Cluster hash tag of every key of the endpoint) unambiguous and
@@ -15,13 +19,12 @@ from typing import Literal
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.daytypes import EXTRA_NAME, NO_HOLIDAYS, WEEKEND_DAYS, Calendar
 from pipeline.errors import ConfigError
 
 DayType = Literal["weekday", "weekend"]
 DAY_TYPES: tuple[DayType, ...] = ("weekday", "weekend")
 NS_PER_S = 1_000_000_000
-# Saturday and Sunday, as datetime.weekday() numbers them.
-WEEKEND_DAYS = frozenset({5, 6})
 
 # Limits on names (characters, before escaping). Real service names are short; endpoint
 # names carry a method and a route template. Longer ones are almost always raw URLs with
@@ -36,9 +39,15 @@ _BUCKET_ID = re.compile(r"^\{([^{}|]*)\|([^{}|]*)\}:(\d{1,2}):(weekday|weekend)$
 class TimeBucket:
     hour: int
     day_type: DayType
+    # The holiday's name when a holiday made this day a weekend (not part of the id: a
+    # holiday's samples go to the weekend bucket of their hour).
+    holiday: str | None = None
 
     def label(self, tz_name: str) -> str:
-        return f"{self.hour:02d}:00 {self.day_type} {tz_name}"
+        if self.holiday is None:
+            return f"{self.hour:02d}:00 {self.day_type} {tz_name}"
+        named = "" if self.holiday == EXTRA_NAME else f": {self.holiday}"
+        return f"{self.hour:02d}:00 {self.day_type} (holiday{named}) {tz_name}"
 
 
 def load_zone(name: str) -> ZoneInfo:
@@ -51,11 +60,16 @@ def load_zone(name: str) -> ZoneInfo:
         ) from e
 
 
-def bucket_of(start_ns: int, zone: ZoneInfo) -> TimeBucket:
-    """The bucket a trace starting at `start_ns` (unix ns) falls in, DST-correct."""
+def bucket_of(start_ns: int, zone: ZoneInfo, calendar: Calendar = NO_HOLIDAYS) -> TimeBucket:
+    """The bucket a trace starting at `start_ns` (unix ns) falls in, DST-correct; a
+    holiday of `calendar` (on the local date) is a weekend day."""
     local = datetime.fromtimestamp(start_ns // NS_PER_S, tz=zone)
-    day_type: DayType = "weekend" if local.weekday() in WEEKEND_DAYS else "weekday"
-    return TimeBucket(local.hour, day_type)
+    if local.weekday() in WEEKEND_DAYS:
+        return TimeBucket(local.hour, "weekend")
+    holiday = calendar.holiday(local.date())
+    if holiday is not None:
+        return TimeBucket(local.hour, "weekend", holiday)
+    return TimeBucket(local.hour, "weekday")
 
 
 # Cache granularity. Every UTC offset in use since the 1980s is a multiple of 15 minutes
@@ -69,11 +83,15 @@ MAX_CACHED_SLOTS = 4096
 
 
 class ZoneBuckets:
-    """`bucket_of` for one zone with a cache per 15-minute UTC slot: the check path and
-    ingest pay a dict lookup instead of a tz conversion, and stay DST-correct."""
+    """`bucket_of` for one zone and calendar with a cache per 15-minute UTC slot: the check
+    path and ingest pay a dict lookup instead of a tz conversion (and a holiday lookup),
+    and stay DST-correct. A local date starts at a local midnight, which a uniform slot
+    never straddles, so a slot's holiday is its first instant's."""
 
-    def __init__(self, zone: ZoneInfo, max_slots: int = MAX_CACHED_SLOTS) -> None:
+    def __init__(self, zone: ZoneInfo, calendar: Calendar = NO_HOLIDAYS,
+                 max_slots: int = MAX_CACHED_SLOTS) -> None:
         self.zone = zone
+        self.calendar = calendar
         self._max_slots = max_slots
         self._slots: dict[int, TimeBucket | None] = {}
 
@@ -82,7 +100,7 @@ class ZoneBuckets:
         hit = self._slots.get(slot, _UNKNOWN)
         if hit is _UNKNOWN:
             hit = self._fill(slot)
-        return hit if hit is not None else bucket_of(start_ns, self.zone)
+        return hit if hit is not None else bucket_of(start_ns, self.zone, self.calendar)
 
     def of_slot(self, slot: int) -> TimeBucket | None:
         """The bucket of every instant in `slot` (`start_ns // SLOT_NS`), or None when
@@ -103,7 +121,7 @@ class ZoneBuckets:
             offset is not None and offset == last.utcoffset()
             and offset.total_seconds() % (SLOT_NS // NS_PER_S) == 0
         )
-        bucket = bucket_of(first_s * NS_PER_S, self.zone) if uniform else None
+        bucket = bucket_of(first_s * NS_PER_S, self.zone, self.calendar) if uniform else None
         self._slots[slot] = bucket
         return bucket
 

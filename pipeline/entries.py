@@ -18,7 +18,8 @@ class DirtyEntry(TypedDict):
 
 
 class AnomalyEntry(TypedDict):
-    """`<p>anomalies`: an ingested trace that broke its bucket's threshold."""
+    """`<p>anomalies`: an ingested trace that broke its bucket's threshold. p50, p95, mad
+    and count are the judging baseline's: the bucket's own, or its fallback's."""
 
     trace_id: str
     service: str
@@ -33,6 +34,8 @@ class AnomalyEntry(TypedDict):
     mad: str
     count: str
     reason: str
+    level: str  # pipeline.rule.Level: "bucket" or the fallback level that judged
+    baseline_id: str  # that baseline's id: a bucket id, or `{svc|ep}:all`
 
 
 class DeadLetterMeta(TypedDict):
@@ -44,7 +47,8 @@ class DeadLetterMeta(TypedDict):
 
 
 class BaselineHash(TypedDict):
-    """`<p>base:{svc|ep}:<hour>:<daytype>` (written by recompute's store.lua)."""
+    """`<p>base:{svc|ep}:<hour>:<daytype>`, and an endpoint's all-hours baseline
+    `<p>base-all:{svc|ep}` (written by recompute's store.lua)."""
 
     p50: str
     p95: str

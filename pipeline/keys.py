@@ -43,9 +43,13 @@ class Keys:
         """STRING: the sample ring, the last windowSize durations (pipeline/samples.py)."""
         return f"{self.prefix}dur:{bucket_id}"
 
-    def base(self, bucket_id: str) -> str:
-        """HASH p50, p95, mad (ms), count, updated_ms."""
-        return f"{self.prefix}base:{bucket_id}"
+    def base(self, baseline_id: str) -> str:
+        """HASH p50, p95, mad (ms), count, updated_ms of a bucket id, or of an endpoint's
+        all-hours baseline id `{svc|ep}:all` (pipeline/fallback.py): that one lives at
+        `<p>base-all:{svc|ep}`, in the endpoint's slot and outside `base:*` SCANs."""
+        if baseline_id.endswith("}:all"):
+            return f"{self.prefix}base-all:{baseline_id[:-len(':all')]}"
+        return f"{self.prefix}base:{baseline_id}"
 
     def mark(self, bucket_id: str) -> str:
         """STRING: the last recompute window in which the bucket was marked dirty."""

@@ -29,11 +29,11 @@ from pipeline.buckets import (
     BucketRef,
     TimeBucket,
     ZoneBuckets,
-    bucket_of,
     load_zone,
     parse_day_type,
 )
 from pipeline.errors import InvalidEvent
+from pipeline.fallback import Fallbacks
 from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
 from pipeline.rule import RuleParams, threshold_of
 from services.checks import CheckParser, json_of, string_field
@@ -89,9 +89,12 @@ class ApiContext(WebContext):
     rule: RuleParams
     zone: ZoneInfo
     tz_name: str
+    # The bucket of an instant, holidays included (the check path's slots).
+    buckets: ZoneBuckets
     # The check path's precomputed work: time-zone slots and compiled verdicts.
     parse: CheckParser
     verdicts: VerdictCache
+    fallbacks: Fallbacks  # what judges a thin bucket
     openapi: dict[str, Any]
     checks: CheckMetrics
 
@@ -100,17 +103,19 @@ class ApiContext(WebContext):
               baselines: BaselineStore, health: Health) -> ApiContext:
         rule = settings.rule_params()
         zone = load_zone(settings.timezone)
+        buckets = ZoneBuckets(zone, settings.calendar())
         checks = metrics.part(CheckMetrics)
         # Uncached: the pages show what Redis holds, and keep out of the check path's cache.
-        web = WebData(redis, settings.keys(), BaselineStore(redis, settings.keys()), rule, zone,
-                      settings.timezone, settings.ui.trace_link)
+        web = WebData(redis, settings.keys(), BaselineStore(redis, settings.keys()), rule,
+                      buckets, settings.timezone, settings.ui.trace_link)
         return cls(
             redis=redis, metrics=metrics, health=health,
             token=settings.api.token.encode() if settings.api.token else None,
             max_body_bytes=settings.api.max_body_bytes,
             baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
-            parse=CheckParser(zone, ZoneBuckets(zone)),
+            buckets=buckets, parse=CheckParser(zone, buckets),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
+            fallbacks=Fallbacks(baselines, rule),
             openapi=load_openapi(), checks=checks, web=web, assets=web_routes.load_assets(),
         )
 
@@ -118,9 +123,11 @@ class ApiContext(WebContext):
 async def judge(ctx: ApiContext, items: list[tuple[BucketRef, str, float]]) -> list[bytes]:
     """Verdicts as JSON, as `verdict_json(evaluate(...))` would serialize, from compiled
     parts (and counted by status); the baselines come from the store's cache in the
-    steady state."""
+    steady state, the fallbacks of thin buckets too."""
     baselines = await ctx.baselines.get_many([bucket_id for _, bucket_id, _ in items])
-    return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms)
+    fallbacks = await ctx.fallbacks(((ref, i) for ref, i, _ in items), baselines)
+    return [ctx.verdicts.verdict_bytes(ref, bucket_id, baselines[bucket_id], duration_ms,
+                                       fallbacks.get(bucket_id))
             for ref, bucket_id, duration_ms in items]
 
 
@@ -134,7 +141,12 @@ async def check(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
     baseline = ctx.baselines.cached(bucket_id)
     if isinstance(baseline, Miss):
         baseline = await ctx.baselines.get(bucket_id)
-    result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms)
+    fallback = None
+    if ctx.rule.fallback and (baseline is None or baseline.count < ctx.rule.min_samples):
+        # A thin bucket: a few more lookups, from the store's cache in the steady state.
+        found = await ctx.fallbacks(((ref, bucket_id),), {bucket_id: baseline})
+        fallback = found.get(bucket_id)
+    result = ctx.verdicts.verdict_bytes(ref, bucket_id, baseline, duration_ms, fallback)
     ctx.checks.check_seconds.observe(time.perf_counter() - started)
     return json_bytes_response(result)
 
@@ -160,7 +172,7 @@ def _query_bucket(request: web.BaseRequest, ctx: ApiContext) -> BucketRef:
     q = request.query
     service = string_field(dict(q), "service", MAX_SERVICE_CHARS)
     endpoint = string_field(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
-    now_bucket = bucket_of(time.time_ns(), ctx.zone)
+    now_bucket = ctx.buckets(time.time_ns())
     hour_text = q.get("hour")
     if hour_text is None:
         hour = now_bucket.hour
@@ -180,7 +192,7 @@ async def baseline(ctx: ApiContext, request: web.BaseRequest) -> web.Response:
     found = await ctx.baselines.get(ref.id)
     body = {
         "bucket": bucket_json(ref, ctx.tz_name),
-        "baseline": baseline_json(found),
+        "baseline": baseline_json(found, ref.id),
         "threshold": threshold_json(threshold_of(found, ctx.rule), ctx.rule) if found else None,
         "minSamples": ctx.rule.min_samples,
     }

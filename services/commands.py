@@ -135,7 +135,7 @@ async def samples(settings: Settings, args: argparse.Namespace) -> int:
     if args.hour is not None and not 0 <= args.hour <= 23:
         raise ConfigError(f"--hour must be 0-23, got {args.hour}")
     zone = load_zone(settings.timezone)
-    now = bucket_of(time.time_ns(), zone)
+    now = bucket_of(time.time_ns(), zone, settings.calendar())
     ref = BucketRef(args.service, args.endpoint,
                     TimeBucket(now.hour if args.hour is None else args.hour,
                                args.day_type or now.day_type))

@@ -23,6 +23,7 @@ from typing import Any, Union, cast, get_args, get_origin, get_type_hints
 import yaml
 
 from pipeline.buckets import load_zone
+from pipeline.daytypes import Calendar, HolidaySettings
 from pipeline.errors import ConfigError
 from pipeline.ingest.settings import IngestSettings
 from pipeline.kafka_source.settings import KafkaSettings
@@ -89,6 +90,7 @@ class Settings:
     state_dir: str = setting(".tla-state", "the embedded store's data folder")
     redis: RedisSettings = field(default_factory=RedisSettings)
     rule: RuleSettings = field(default_factory=RuleSettings)
+    holidays: HolidaySettings = field(default_factory=HolidaySettings)
     tempo: TempoSettings = field(default_factory=TempoSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     recompute: RecomputeSettings = field(default_factory=RecomputeSettings)
@@ -119,6 +121,10 @@ class Settings:
 
     def rule_params(self) -> RuleParams:
         return self.rule.params()
+
+    def calendar(self) -> Calendar:
+        """The dates whose buckets are `weekend` besides Saturdays and Sundays."""
+        return self.holidays.calendar()
 
     def api_cache_ttl_s(self) -> float:
         """`api.cache_ttl_s`, or its default derived from `recompute.interval_s`."""
@@ -185,6 +191,8 @@ def _coerce(value: Any, hint: Any, label: str, from_env: bool) -> Any:
         if optional:
             return None
         raise ConfigError(f"{label} must not be empty")
+    if get_origin(base) is tuple:
+        return _to_tuple(value, label)
     try:
         if base is bool:
             return _to_bool(value)
@@ -196,7 +204,17 @@ def _coerce(value: Any, hint: Any, label: str, from_env: bool) -> Any:
             return str(value)
     except ValueError:
         pass
-    raise ConfigError(f"{label} must be {base.__name__}, got {value!r}")
+    kind = "on or off" if base is bool else base.__name__
+    raise ConfigError(f"{label} must be {kind}, got {value!r}")
+
+
+def _to_tuple(value: Any, label: str) -> tuple[str, ...]:
+    """A list setting: a YAML list (dates stay as written), or comma-separated text."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value)
+    raise ConfigError(f"{label} must be a list, got {value!r}")
 
 
 def _to_bool(value: Any) -> bool:
@@ -215,6 +233,7 @@ def validate(s: Settings) -> None:
     for name, _ in sections():
         check_bounds(name, getattr(s, name) if name else s)
     load_zone(s.timezone)
+    s.calendar()  # a country the holidays package knows, dates that parse
     Keys(s.key_prefix)
     _check_pairs(s)
     s.ui.validate()

@@ -59,6 +59,8 @@ def _cell(text: str) -> str:
 
 def _scalar(value: Any) -> str:
     """A default as YAML (and JSON) writes it: strings quoted, booleans lower-case."""
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
     return json.dumps(value) if isinstance(value, (bool, str)) else repr(value)
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 
-from pipeline.buckets import WEEKEND_DAYS
+from pipeline.daytypes import WEEKEND_DAYS
 from pipeline.events import TraceEvent, to_fields
 from pipeline.keys import Keys
 from pipeline.retry import sleep_or_stop

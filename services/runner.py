@@ -130,7 +130,7 @@ def make_ingestor(s: Settings, redis: Redis, metrics: Metrics, consumer: str) ->
     # Baselines for flagging ingested traces: re-read at most once per window.
     store = BaselineStore(redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
     return Ingestor(redis, s.keys(), s.ingest, s.rule_params(), load_zone(s.timezone), store,
-                    metrics, consumer, window_s=s.recompute.interval_s)
+                    metrics, consumer, window_s=s.recompute.interval_s, calendar=s.calendar())
 
 
 def make_recomputer(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Recomputer:

@@ -7,7 +7,7 @@ import time
 from typing import TypedDict
 
 from pipeline.buckets import BucketRef
-from pipeline.rule import RuleParams, Threshold, Verdict
+from pipeline.rule import Level, RuleParams, Threshold, Verdict
 from pipeline.stats import Baseline
 
 
@@ -18,9 +18,12 @@ class BucketJson(TypedDict):
     dayType: str
     timezone: str
     id: str
+    holiday: str | None  # the holiday that made the day a weekend day, if one did
 
 
 class BaselineJson(TypedDict):
+    level: str  # pipeline.rule.Level: "bucket", or the fallback level that judged
+    id: str  # the baseline's id: a bucket id, or `{svc|ep}:all` (the endpoint's)
     p50: float
     p95: float
     mad: float
@@ -60,14 +63,18 @@ def bucket_json(ref: BucketRef, tz_name: str) -> BucketJson:
         "dayType": ref.bucket.day_type,
         "timezone": tz_name,
         "id": ref.id,
+        "holiday": ref.bucket.holiday,
     }
 
 
-def baseline_json(b: Baseline | None, now_ms: int | None = None) -> BaselineJson | None:
+def baseline_json(b: Baseline | None, baseline_id: str, level: Level = "bucket",
+                  now_ms: int | None = None) -> BaselineJson | None:
     if b is None:
         return None
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     return {
+        "level": level,
+        "id": baseline_id,
         "p50": b.p50,
         "p95": b.p95,
         "mad": b.mad,
@@ -98,7 +105,12 @@ def verdict_json(v: Verdict, p: RuleParams, tz_name: str) -> VerdictJson:
         "status": v.status,
         "durationMs": v.duration_ms,
         "bucket": bucket_json(v.ref, tz_name),
-        "baseline": baseline_json(v.baseline),
+        "baseline": baseline_json(v.baseline, verdict_baseline_id(v), v.level),
         "threshold": threshold_json(v.threshold, p),
         "reason": v.reason,
     }
+
+
+def verdict_baseline_id(v: Verdict) -> str:
+    """The id of the baseline that judged: the bucket's, or its fallback's."""
+    return v.fallback.source if v.fallback is not None else v.ref.id

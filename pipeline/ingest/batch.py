@@ -9,6 +9,7 @@ of ingest's Python time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
+from pipeline.daytypes import NO_HOLIDAYS, Calendar
 from pipeline.entries import AnomalyEntry
 from pipeline.events import (
     DURATION_MS,
@@ -30,7 +32,7 @@ from pipeline.events import (
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
-from pipeline.rule import RuleParams, Threshold, Verdict, evaluate, judged_threshold
+from pipeline.rule import Fallback, RuleParams, Threshold, Verdict, evaluate, judged_threshold
 from pipeline.samples import pack_ms
 from pipeline.stats import Baseline
 
@@ -76,7 +78,7 @@ class IngestCall:
     """Builds and makes the script call for a batch grouped by bucket."""
 
     def __init__(self, redis: Redis, keys: Keys, settings: IngestSettings, rule: RuleParams,
-                 zone: ZoneInfo, window_s: int) -> None:
+                 zone: ZoneInfo, window_s: int, calendar: Calendar | None = None) -> None:
         self.keys = keys
         self._rule = rule
         self._tz_name = str(zone.key)
@@ -89,13 +91,16 @@ class IngestCall:
             ANOMALIES_MAXLEN)]
         self._max_endpoints_arg = str(s.max_endpoints_per_service).encode()
         self._max_services_arg = str(s.max_services).encode()
-        self._zone_buckets = ZoneBuckets(zone)
+        self._zone_buckets = ZoneBuckets(zone, calendar or NO_HOLIDAYS)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
-        self._thresholds: dict[str, tuple[Baseline | None, Threshold | None]] = {}
+        self._thresholds: dict[
+            str, tuple[Baseline | None, Fallback | None, Threshold | None]] = {}
 
     def bucket(self, parts: EventParts) -> BucketKeys:
         """The event's bucket with its key names, built once per bucket (escaping is slow)."""
         time_bucket = self._zone_buckets(parts[START_NS])
+        # One BucketKeys per bucket id (a batch groups by it): a holiday's events share it
+        # with the weekend's, and `_anomaly` names the holiday.
         memo_key = (parts[SERVICE], parts[ENDPOINT], time_bucket.hour, time_bucket.day_type)
         bucket = self._bucket_memo.get(memo_key)
         if bucket is None:
@@ -107,10 +112,12 @@ class IngestCall:
         return bucket
 
     async def __call__(
-        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
+        fallbacks: Mapping[str, Fallback] | None = None,
     ) -> list[Any]:
         """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
-        bucket the endpoint cap refused (negated when the service cap did)."""
+        bucket the endpoint cap refused (negated when the service cap did). `fallbacks`:
+        the baseline that judges each thin bucket that has one (pipeline/fallback.py)."""
         keys = list(self._stream_keys)
         seen_keys: list[bytes] = []
         ids: list[bytes] = []
@@ -121,11 +128,12 @@ class IngestCall:
             per_bucket += [bucket.id_b, bucket.service_b, bucket.endpoint_b, b"%d" % len(items)]
             per_bucket += [pack_ms(parts[DURATION_MS]) for _i, parts, _b in items]
             seen_keys += [(bucket.seen + parts[TRACE_ID]).encode() for _i, parts, _b in items]
-            threshold = self._threshold(bucket, baselines[bucket.id])
+            fallback = fallbacks.get(bucket.id) if fallbacks else None
+            threshold = self._threshold(bucket, baselines[bucket.id], fallback)
             if threshold is not None:
                 for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
                     if parts[DURATION_MS] > threshold.value_ms:
-                        fields = self._anomaly(parts, bucket, baselines[bucket.id])
+                        fields = self._anomaly(parts, bucket, baselines[bucket.id], fallback)
                         flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
             ids += [entry_id for entry_id, _p, _b in items]
         args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
@@ -134,19 +142,27 @@ class IngestCall:
         reply: list[Any] = await self._script(keys + seen_keys, args)
         return reply
 
-    def _threshold(self, bucket: BucketKeys, baseline: Baseline | None) -> Threshold | None:
-        """`judged_threshold`, kept per bucket while its baseline object stays the same."""
+    def _threshold(self, bucket: BucketKeys, baseline: Baseline | None,
+                   fallback: Fallback | None) -> Threshold | None:
+        """`judged_threshold`, kept per bucket while its baseline (and fallback) objects
+        stay the same."""
         cached = self._thresholds.get(bucket.id)
-        if cached is None or cached[0] is not baseline:
+        if cached is None or cached[0] is not baseline or cached[1] is not fallback:
             if len(self._thresholds) >= MAX_MEMO_BUCKETS:
                 self._thresholds.clear()
-            cached = self._thresholds[bucket.id] = (baseline, judged_threshold(baseline, self._rule))
-        return cached[1]
+            cached = self._thresholds[bucket.id] = (
+                baseline, fallback, judged_threshold(baseline, self._rule, fallback))
+        return cached[2]
 
-    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None) -> list[str]:
+    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None,
+                 fallback: Fallback | None) -> list[str]:
         """The anomaly entry's fields, from the full verdict (only for flagged events)."""
         event = TraceEvent(*parts)
-        verdict = evaluate(event.duration_ms, bucket.ref, baseline, self._rule, self._tz_name)
+        ref, time_bucket = bucket.ref, self._zone_buckets(event.start_ns)
+        if time_bucket != ref.bucket:  # the same bucket, but a holiday (or not) this time
+            ref = BucketRef(ref.service, ref.endpoint, time_bucket)
+        verdict = evaluate(event.duration_ms, ref, baseline, self._rule, self._tz_name,
+                           fallback)
         assert verdict.is_anomaly, "judged_threshold and evaluate disagree"
         return anomaly_fields(event, verdict)
 
@@ -161,5 +177,7 @@ def anomaly_fields(event: TraceEvent, verdict: Verdict) -> list[str]:
         "duration_ms": format_ms(event.duration_ms), "threshold_ms": format_ms(t.value_ms),
         "term": t.term, "p50": format_ms(b.p50), "p95": format_ms(b.p95),
         "mad": format_ms(b.mad), "count": str(b.count), "reason": verdict.reason,
+        "level": verdict.level,
+        "baseline_id": verdict.fallback.source if verdict.fallback else verdict.ref.id,
     }
     return [text for name, value in entry.items() for text in (name, str(value))]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -20,16 +21,18 @@ from redis.typing import EncodableT, FieldT
 from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef
+from pipeline.daytypes import Calendar
 from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
+from pipeline.fallback import Fallbacks
 from pipeline.ingest.batch import ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
-from pipeline.rule import RuleParams
+from pipeline.rule import Fallback, RuleParams
 from pipeline.stats import Baseline
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ class Batch:
     entries: list[streams.Entry]
     groups: dict[BucketKeys, list[Item]]  # the valid entries by bucket, in read order
     baselines: dict[str, Baseline | None]  # each bucket's, for flagging anomalies
+    fallbacks: Mapping[str, Fallback]  # what judges each thin bucket that has a fallback
     invalid: list[tuple[bytes, dict[bytes, bytes], str]]  # to dead-letter, with the reason
     prepare_s: float
 
@@ -80,9 +84,10 @@ class Ingestor:
         consumer: str,
         *,
         window_s: int,
+        calendar: Calendar | None = None,
     ) -> None:
         """`window_s`: the recompute window (TLA_RECOMPUTE_INTERVAL_S) that dirty marks
-        belong to."""
+        belong to; `calendar`: the holidays that are weekend days (TLA_HOLIDAYS_*)."""
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -93,7 +98,8 @@ class Ingestor:
         self.metrics = metrics
         self.series = metrics.part(IngestMetrics)
         self.consumer = consumer
-        self._call = IngestCall(redis, keys, settings, rule, zone, window_s)
+        self._call = IngestCall(redis, keys, settings, rule, zone, window_s, calendar)
+        self._fallbacks = Fallbacks(baselines, rule)
         self._cap_logged: dict[str, float] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -243,7 +249,9 @@ class Ingestor:
                 groups[bucket] = group = []
             group.append((entry_id, parts, bucket))
         baselines = await self.baselines.get_many([b.id for b in groups]) if groups else {}
-        return Batch(entries, groups, baselines, invalid, time.perf_counter() - started)
+        fallbacks = await self._fallbacks(((b.ref, b.id) for b in groups), baselines)
+        return Batch(entries, groups, baselines, fallbacks, invalid,
+                     time.perf_counter() - started)
 
     async def apply_batch(self, batch: Batch) -> BatchResult:
         """Dead-letter the bad entries, apply the good atomically; acks every entry."""
@@ -269,7 +277,7 @@ class Ingestor:
         """Apply the batch; if Redis rejects it, apply entry by entry so only the culprit
         is dead-lettered (the script fails before its first write, so retrying is safe)."""
         try:
-            return await self.apply(batch.groups, batch.baselines)
+            return await self.apply(batch.groups, batch.baselines, batch.fallbacks)
         except ResponseError as e:
             size = sum(map(len, batch.groups.values()))
             if streams.is_nogroup(e) or isinstance(e, NoScriptError) or size == 1:
@@ -279,7 +287,8 @@ class Ingestor:
         for bucket, items in batch.groups.items():
             for item in items:
                 try:
-                    one, capped = await self.apply({bucket: [item]}, batch.baselines)
+                    one, capped = await self.apply({bucket: [item]}, batch.baselines,
+                                                   batch.fallbacks)
                 except ResponseError as e:
                     if streams.is_nogroup(e) or isinstance(e, NoScriptError):
                         raise
@@ -302,12 +311,13 @@ class Ingestor:
         m.batch_seconds.observe(seconds)
 
     async def apply(
-        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
+        fallbacks: Mapping[str, Fallback],
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """One Lua call for a batch grouped by bucket. Returns the counts and the entries it
         left unacked because their service is at its endpoint cap, or the deployment at its
         service cap, each with the reason."""
-        new, dup, marked, flagged, *capped = await self._call(groups, baselines)
+        new, dup, marked, flagged, *capped = await self._call(groups, baselines, fallbacks)
         buckets = list(groups.items())
         rejected: list[tuple[bytes, str]] = []
         by_service = 0

@@ -6,7 +6,9 @@ they arrive and holds them (pending, so a crash loses none). At every boundary i
 the marks a crashed agent left pending, recomputes each bucket of the closed windows once
 from its sample ring, writes `<p>base:...` and acks. Marks of the still-open window stay
 held until it closes: recomputing early would swallow the window's only mark while
-samples keep arriving. Several agents split the marks between them.
+samples keep arriving. Several agents split the marks between them. After a window's
+buckets, the all-hours baselines of their endpoints that are due are refreshed
+(pipeline/recompute/endpoints.py: the last fallback level of thin buckets).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from redis.asyncio import Redis
 
 from pipeline import samples, streams
 from pipeline.buckets import BucketRef
+from pipeline.fallback import endpoint_id
 from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics
+from pipeline.recompute import endpoints
 from pipeline.recompute.metrics import RecomputeMetrics
 from pipeline.recompute.settings import RecomputeSettings
 from pipeline.retry import TRANSIENT, Backoff
@@ -147,6 +151,7 @@ class Recomputer:
         self._held = held
         bucket_ids = [b for b in dict.fromkeys(_bucket_of(e) for e in due) if _is_bucket(b)]
         await self.recompute(bucket_ids)
+        await self.refresh_endpoints(endpoints.tag_of(b) for b in bucket_ids)
         if due:
             await self._ack_and_trim([e[0] for e in due])
         result = WindowResult(current - 1, len(bucket_ids), len(due), len(held),
@@ -197,6 +202,16 @@ class Recomputer:
                 pending.cancel()
                 await asyncio.gather(pending, return_exceptions=True)
         return out
+
+    async def refresh_endpoints(self, tags: Iterable[str]) -> list[str]:
+        """Refresh the all-hours baselines of those endpoints among `tags` that are due
+        (pipeline/recompute/endpoints.py); returns their tags."""
+        now_ms = int(time.time() * 1000)
+        due = await endpoints.due(self.redis, self.keys, tags, now_ms)
+        if due:
+            computed = await endpoints.compute(self.redis, self.keys, due, now_ms)
+            await self._store([endpoint_id(tag) for tag in due], computed)
+        return due
 
     async def _store(self, bucket_ids: list[str], baselines: list[Baseline]) -> None:
         """Write the baselines, then bump the version API caches watch (pipeline/baselines.py)."""

@@ -14,13 +14,12 @@ from collections import Counter
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, TypedDict
-from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import DAY_TYPES, BucketRef, TimeBucket, bucket_of
+from pipeline.buckets import DAY_TYPES, BucketRef, TimeBucket, ZoneBuckets
 from pipeline.errors import StoreUnavailable
 from pipeline.keys import Keys
 from pipeline.rule import RuleParams, threshold_of
@@ -124,18 +123,18 @@ class WebData:
     Redis holds now, and the check path's cache is not filled with 48 buckets a view)."""
 
     def __init__(self, redis: Redis, keys: Keys, store: BaselineStore, rule: RuleParams,
-                 zone: ZoneInfo, tz_name: str, trace_link: Callable[[str], str | None]) -> None:
+                 buckets: ZoneBuckets, tz_name: str, trace_link: Callable[[str], str | None]) -> None:
         self.redis = redis
         self.keys = keys
         self.store = store
         self.rule = rule
-        self.zone = zone
+        self.buckets = buckets  # holiday-aware, as on the check path
         self.tz_name = tz_name
         self.trace_link = trace_link  # trace ID -> its URL (TLA_UI_TRACE_URL), or None
 
     async def endpoints(self, now_ms: int) -> EndpointsJson:
         tracked, truncated = await self._tracked()
-        now = bucket_of(now_ms * 1_000_000, self.zone)
+        now = self.buckets(now_ms * 1_000_000)
         refs = [BucketRef(s, e, now) for s, e, _ in tracked]
         baselines = await self.store.get_many([r.id for r in refs])
         counts, anomalies_truncated = await self._recent_counts(now_ms - HOUR_MS)
@@ -150,7 +149,7 @@ class WebData:
                       counts: Counter[tuple[str, str]]) -> EndpointJson:
         return {
             "service": ref.service, "endpoint": ref.endpoint, "lastSeenMs": int(seen_s * 1000),
-            "bucketId": ref.id, "baseline": baseline_json(baseline),
+            "bucketId": ref.id, "baseline": baseline_json(baseline, ref.id),
             "threshold": self._threshold(baseline),
             "anomaliesLastHour": counts[(ref.service, ref.endpoint)],
         }
@@ -198,13 +197,13 @@ class WebData:
         return counts, truncated
 
     async def baselines(self, service: str, endpoint: str, now_ms: int) -> BaselinesJson:
-        now = bucket_of(now_ms * 1_000_000, self.zone)
+        now = self.buckets(now_ms * 1_000_000)
         refs = [BucketRef(service, endpoint, TimeBucket(hour, day_type))
                 for day_type in DAY_TYPES for hour in HOURS]
         found = await self.store.get_many([r.id for r in refs])
         cells: list[CellJson] = [{
             "hour": r.bucket.hour, "dayType": r.bucket.day_type, "id": r.id,
-            "baseline": baseline_json(found[r.id], now_ms),
+            "baseline": baseline_json(found[r.id], r.id, now_ms=now_ms),
             "threshold": self._threshold(found[r.id]),
             "enoughSamples": (b := found[r.id]) is not None and b.count >= self.rule.min_samples,
         } for r in refs]

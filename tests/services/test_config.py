@@ -56,7 +56,7 @@ def test_derived_params_follow_the_settings() -> None:
         ({"TLA_TEMPO_USER": "123"}, "TLA_TEMPO_PASSWORD"),
         ({"TLA_LOG_FORMAT": "xml"}, "TLA_LOG_FORMAT"),
         ({"TLA_INGEST_BATCH_SIZE": "5000"}, "2000"),
-        ({"TLA_TEMPO_VERIFY_TLS": "maybe"}, "TLA_TEMPO_VERIFY_TLS must be bool"),
+        ({"TLA_TEMPO_VERIFY_TLS": "maybe"}, "TLA_TEMPO_VERIFY_TLS must be on or off"),
     ],
 )
 def test_bad_values_say_what_to_fix(env: dict[str, str], words: str) -> None:

@@ -102,3 +102,29 @@ def test_bounded() -> None:
         ref = BucketRef("s", "e", TimeBucket(hour, "weekend"))
         cache.verdict_bytes(ref, ref.id, None, 1.0)
     assert len(cache._compiled) <= 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(own_count=st.integers(0, 60), p50=ms_values, spread=ms_values, mad=ms_values,
+       count=st.integers(50, 2000), duration_ms=ms_values,
+       level=st.sampled_from(["neighbour_hour", "other_day_type", "endpoint"]),
+       holiday=st.sampled_from([None, "holiday", "National Day"]))
+def test_fallback_and_holiday_verdicts_match_the_reference(
+    own_count: int, p50: float, spread: float, mad: float, count: int, duration_ms: float,
+    level: str, holiday: str | None,
+) -> None:
+    from pipeline.fallback import choose, endpoint_id
+
+    ref = BucketRef("checkout", "POST /pay", TimeBucket(14, "weekend", holiday))
+    own = Baseline(100, 200, 10, own_count, int(time.time() * 1000)) if own_count else None
+    source = {"neighbour_hour": f"{ref.tag}:13:weekend",
+              "other_day_type": f"{ref.tag}:14:weekday", "endpoint": endpoint_id(ref.tag)}[level]
+    used = Baseline(p50, p50 + spread, mad, count, int(time.time() * 1000) - 5000)
+    fallback = choose(ref, {source: used}, RULE)
+    assert fallback is not None and fallback.level == level
+    cache = VerdictCache(RULE, TZ)
+    plain = BucketRef("checkout", "POST /pay", TimeBucket(14, "weekend"))
+    for d in (duration_ms, 0.0, duration_ms * 3 + 1):
+        for r, f in ((ref, fallback), (plain, None), (ref, fallback)):  # recompiled each way
+            got = orjson.loads(cache.verdict_bytes(r, r.id, own, d, f))
+            same(got, verdict_json(evaluate(d, r, own, RULE, TZ, f), RULE, TZ))
