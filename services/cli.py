@@ -14,7 +14,7 @@ from services.config import Settings
 
 log = logging.getLogger(__name__)
 
-STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "api")
+STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "detect", "api")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
         ("tempo-source", "poll Tempo and publish trace events"),
         ("ingest", "consume trace events (scale by running more)"),
         ("recompute", "recompute dirty baselines every window"),
+        ("detect", "judge event-time intervals per endpoint, open and close incidents"),
         ("api", "serve the HTTP API"),
     ):
         sub.add_parser(name, help=text)

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import load_zone
 from pipeline.errors import ConfigError
+from pipeline.incidents import Detector
 from pipeline.ingest import Ingestor
 from pipeline.metrics import Metrics
 from pipeline.recompute import Recomputer
@@ -45,7 +46,7 @@ CANCEL_TIMEOUT_S = 5.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
 HEALTHY_AFTER_S = 60.0
-ROLES = ("tempo-source", "ingest", "recompute", "api")
+ROLES = ("tempo-source", "ingest", "recompute", "detect", "api")
 
 
 @dataclass(slots=True)
@@ -95,6 +96,8 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
     if "recompute" in roles:
         stages["recompute"] = make_recomputer(
             s, rt.redis, rt.metrics, consumer_name(s, "recompute")).run
+    if "detect" in roles:
+        stages["detect"] = make_detector(s, rt.redis, rt.metrics, consumer_name(s, "detect")).run
     if "api" in roles:
         if s.metrics.port == s.api.port:
             raise ConfigError(
@@ -120,6 +123,15 @@ def make_ingestor(s: Settings, redis: Redis, metrics: Metrics, consumer: str) ->
 def make_recomputer(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Recomputer:
     return Recomputer(redis, s.keys(), s.recompute, metrics, consumer,
                       bucket_ttl_s=s.ingest.bucket_ttl_s)
+
+
+def make_detector(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Detector:
+    # Each interval's baseline is read when its first trace arrives: at most one window old.
+    store = BaselineStore(redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
+    lateness_s = s.incidents_lateness_s()
+    return Detector(redis, s.keys(), s.incidents, s.incidents.params(s.rule_params().min_samples),
+                    load_zone(s.timezone), store, metrics, consumer, lateness_s=lateness_s,
+                    idle_flush_s=s.incidents.idle_flush(lateness_s))
 
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:
