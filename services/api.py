@@ -33,11 +33,13 @@ from pipeline.buckets import (
     parse_day_type,
 )
 from pipeline.errors import InvalidEvent
+from pipeline.keys import Keys
 from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
 from pipeline.rule import RuleParams, threshold_of
 from services.checks import CheckParser, json_of, string_field
 from services.config import Settings
 from services.health import Health
+from services.incidents import list_incidents
 from services.http import (
     PROBES,
     Route,
@@ -83,6 +85,7 @@ class ApiContext(ServerContext):
     """What the API's handlers share, built once per API by `ApiContext.build`."""
 
     baselines: BaselineStore
+    keys: Keys
     rule: RuleParams
     zone: ZoneInfo
     tz_name: str
@@ -102,7 +105,8 @@ class ApiContext(ServerContext):
             redis=redis, metrics=metrics, health=health,
             token=settings.api.token.encode() if settings.api.token else None,
             max_body_bytes=settings.api.max_body_bytes,
-            baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
+            baselines=baselines, keys=settings.keys(), rule=rule, zone=zone,
+            tz_name=settings.timezone,
             parse=CheckParser(zone, ZoneBuckets(zone)),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
             openapi=load_openapi(), checks=checks,
@@ -196,6 +200,7 @@ ROUTES: tuple[Route[ApiContext], ...] = (
     Route("POST", "/v1/anomaly/check", check),
     Route("POST", "/v1/anomaly/check:batch", check_batch),
     Route("GET", "/v1/baseline", baseline),
+    Route("GET", "/v1/incidents", list_incidents),
     *PROBES,
     Route("GET", "/openapi.json", openapi),
 )

@@ -45,24 +45,26 @@ def detector(redis: Redis, keys: Keys, clock: FakeClock | None = None,
                     clock=clock or FakeClock())
 
 
-async def store_baselines(redis: Redis, keys: Keys, start_ms: int, hours: int) -> None:
+async def store_baselines(redis: Redis, keys: Keys, start_ms: int, hours: int,
+                          service: str = SERVICE) -> None:
     """p50 100 ms, p95 ~160 ms for every hour the traffic touches."""
     buckets = ZoneBuckets(ZONE)
     for h in range(hours + 1):
         b = buckets((start_ms + h * 3_600_000) * 1_000_000)
-        ref = BucketRef(SERVICE, ENDPOINT, b)
+        ref = BucketRef(service, ENDPOINT, b)
         await redis.hset(keys.base(ref.id), mapping=Baseline(100, 160, 15, 1000, 1).to_hash())
 
 
 def traffic(start_ms: int, minutes: int, slow: tuple[int, int], factor: float,
-            seed: int = 7) -> list[dict[str, str]]:
+            seed: int = 7, service: str = SERVICE) -> list[dict[str, str]]:
     """RATE_PER_MIN requests a minute, lognormal around 100 ms; minutes [slow) x factor."""
     rng = np.random.default_rng(seed)
     out = []
     for m in range(minutes):
         f = factor if slow[0] <= m < slow[1] else 1.0
         for i, d in enumerate(rng.lognormal(np.log(100), 0.2, RATE_PER_MIN) * f):
-            out.append({"trace_id": f"{m:08x}{i:08x}", "service": SERVICE, "endpoint": ENDPOINT,
+            out.append({"trace_id": f"{seed:04x}{m:08x}{i:08x}", "service": service,
+                        "endpoint": ENDPOINT,
                         "start_ns": str((start_ms + m * MIN_MS + i * 997) * 1_000_000),
                         "duration_ms": f"{d:.3f}"})
     return out
