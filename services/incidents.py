@@ -4,7 +4,7 @@ from their hashes and indexes, as JSON (OpenAPI `Incident`), newest first."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, TypedDict
+from typing import Protocol, TypedDict, cast
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -70,9 +70,10 @@ async def read_incidents(redis: Redis, keys: Keys, state: str = "all", since_ms:
     """Open incidents, and with state "all" those closed at or after `since_ms` too (an
     incident is listed when it was open at some time since then), newest start first."""
     try:
-        ids = list(await redis.zrange(keys.incidents_open, 0, -1))
+        ids = cast(list[bytes], await redis.zrange(keys.incidents_open, 0, -1))
         if state == "all":
-            ids += await redis.zrangebyscore(keys.incidents_closed, since_ms, "+inf")
+            ids += cast(list[bytes],
+                        await redis.zrangebyscore(keys.incidents_closed, since_ms, "+inf"))
         async with redis.pipeline(transaction=False) as pipe:
             for incident_id in ids:
                 pipe.hgetall(keys.incident(incident_id.decode()))

@@ -24,10 +24,10 @@ class IncidentSettings:
         "incident)", min=1)
     alpha: float = setting(
         0.001, "significance of the binomial test of the share above p95 against 5 %",
-        above=0, max=0.5)
+        min=1e-12, max=0.5)
     min_share: float = setting(
         0.2, "an interval is degraded only with at least this share above p95 (the "
-        "effect size; 5 % is normal)", above=0.05, max=1)
+        "effect size; 5 % is normal)", min=0.06, max=1.0)
     open_after: int = setting(
         3, "consecutive degraded intervals that open an incident", min=1)
     quiet_s: int = setting(

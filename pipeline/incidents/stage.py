@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import unquote
 from zoneinfo import ZoneInfo
 
@@ -278,13 +279,14 @@ class Detector:
     async def judge_through(self, through_ms: int) -> list[Opened]:
         """Judge every interval starting before `through_ms`, endpoint by endpoint, and
         close incidents quiet for long enough by then; then move the watermark."""
-        members = await self.redis.zrangebyscore(
-            self.keys.incident_intervals, "-inf", f"({through_ms}", withscores=True)
+        members = cast(list[tuple[bytes, float]], await self.redis.zrangebyscore(
+            self.keys.incident_intervals, "-inf", f"({through_ms}", withscores=True))
         starts: dict[str, list[int]] = {}
         for member, score in members:
             tag = member.decode().rpartition(":")[0]
             starts.setdefault(tag, []).append(int(score))
-        for incident_id in await self.redis.zrange(self.keys.incidents_open, 0, -1):
+        open_ids = cast(list[bytes], await self.redis.zrange(self.keys.incidents_open, 0, -1))
+        for incident_id in open_ids:
             starts.setdefault(incident_id.decode().rpartition(":")[0], [])
         written: list[Opened] = []
         for tag, tag_starts in starts.items():
@@ -361,7 +363,7 @@ class Detector:
         return Opened(incident_id, c, entry)
 
     def _record(self, tx: Pipeline, w: Opened) -> None:
-        fields = dict(w.entry)
+        fields: dict[str, str] = dict(w.entry)  # type: ignore[arg-type]
         tx.xadd(self.keys.incidents, fields,  # type: ignore[arg-type]
                 maxlen=INCIDENTS_MAXLEN, approximate=True)
         key = self.keys.incident(w.id)
@@ -371,7 +373,8 @@ class Detector:
             tx.zrem(self.keys.incidents_open, w.id)
             tx.zadd(self.keys.incidents_closed, {w.id: int(w.entry["ended_ms"])})
         else:
-            tx.hset(key, mapping={**fields, "state": "open"})  # type: ignore[arg-type]
+            as_open = {**fields, "state": "open"}
+            tx.hset(key, mapping=as_open)  # type: ignore[arg-type]
             tx.zadd(self.keys.incidents_open, {w.id: w.change.started_ms})
 
     def _count(self, service: str, statuses: list[Status], written: list[Opened]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.incidents.metrics import IncidentMetrics
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.metrics import Metrics
 from pipeline.recompute.metrics import RecomputeMetrics
@@ -31,7 +32,8 @@ def sample_names(text: str) -> set[str]:
 
 
 # Every stage's own series: `run` registers all of them.
-PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics)
+PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics,
+         IncidentMetrics)
 
 
 def full_exposition() -> str:

@@ -14,7 +14,7 @@ from tests.ops.conftest import COMPOSE
 
 COMPOSE_FILE = COMPOSE / "compose.yaml"
 ROLES = {"tempo-source": "tempo-source", "ingest-1": "ingest", "ingest-2": "ingest",
-         "recompute": "recompute", "api": "api"}
+         "recompute": "recompute", "detect": "detect", "api": "api"}
 METRICS_PORT = "9464"
 
 
