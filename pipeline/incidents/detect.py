@@ -11,7 +11,10 @@ of event time passed without a degraded interval, and ends where the last one en
 
 Baselines keep learning while an endpoint is slow (the sample rings take every trace),
 so from the first degraded interval on, each hour's baseline is pinned: the incident is
-judged against what the endpoint looked like before it degraded, not against itself.
+judged against what the endpoint looked like before it degraded, not against itself. A
+shift that lasts longer than `pin_max_ms` (a deploy that made the endpoint slower for
+good) becomes the new normal: from then on the learned baseline judges, and once it has
+caught up the incident closes.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Params:
     open_after: int
     quiet_ms: int
     min_samples: int  # the rule's minSamples: a thinner baseline judges nothing
+    pin_max_ms: int = 2 * 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,11 +187,16 @@ class Change:
         return self.above / self.requests if self.requests else 0.0
 
 
-def reference_for(s: EndpointState, iv: Interval) -> Reference | None:
-    """A suspect or open endpoint is judged against its pinned baseline of that hour."""
-    if s.phase != "normal" and iv.bucket in s.pins:
+def reference_for(s: EndpointState, iv: Interval, p: Params) -> Reference | None:
+    """A suspect or open endpoint is judged against its pinned baseline of that hour,
+    for at most `pin_max_ms` since the shift began."""
+    if s.phase != "normal" and iv.bucket in s.pins and _pinning(s, iv, p):
         return s.pins[iv.bucket]
     return iv.ref
+
+
+def _pinning(s: EndpointState, iv: Interval, p: Params) -> bool:
+    return iv.start_ms - s.streak_start_ms < p.pin_max_ms
 
 
 def step(s: EndpointState, iv: Interval, status: Status, p: Params) -> list[Change]:
@@ -209,7 +218,7 @@ def _degraded(s: EndpointState, iv: Interval, p: Params) -> list[Change]:
     if s.phase == "normal":
         s.phase, s.streak, s.streak_start_ms = "suspect", 0, iv.start_ms
         s.requests = s.above = s.degraded = 0
-    if iv.ref is not None and iv.bucket not in s.pins:
+    if iv.ref is not None and iv.bucket not in s.pins and _pinning(s, iv, p):
         s.pins[iv.bucket] = iv.ref
     s.streak += 1
     s.degraded += 1

@@ -33,6 +33,9 @@ class IncidentSettings:
     quiet_s: int = setting(
         300, "an incident closes after this much event time without a degraded interval",
         min=1)
+    pin_max_s: int = setting(
+        7200, "a shift lasting longer is the new normal (a deploy): judged against the "
+        "learned baseline again, the incident closes once that caught up", min=60)
     lateness_s: int | None = setting(
         None, "allowed lateness: traces this far behind the newest start time still count",
         min=0, unset=f"derived: TLA_TEMPO_LOOKBACK_S + {LATENESS_MARGIN_S}")
@@ -50,7 +53,7 @@ class IncidentSettings:
         """The detector's parameters; `min_samples`: the rule's (a thinner baseline judges
         nothing)."""
         return Params(self.interval_s * 1000, self.min_requests, self.alpha, self.min_share,
-                      self.open_after, self.quiet_s * 1000, min_samples)
+                      self.open_after, self.quiet_s * 1000, min_samples, self.pin_max_s * 1000)
 
     def lateness(self, tempo_lookback_s: int) -> int:
         """`lateness_s`, or its default derived from the Tempo source's lookback."""

@@ -314,7 +314,7 @@ class Detector:
         for start, fields in zip(starts, raw[1:], strict=True):
             if fields:
                 iv, durations = self._interval(start, fields)
-                ref = reference_for(state, iv)
+                ref = reference_for(state, iv, self.params)
                 if ref is not None and ref is not iv.ref:
                     iv = rejudged(iv, durations, ref)
                 status, _p_value = judge(iv, self.params)

@@ -41,7 +41,7 @@ def interval(minute: int, n: int = 100, slow: int = 5, ref: Reference | None = R
 
 def run(state: EndpointState, minute: int, **kw: object) -> list:
     iv, durations = interval(minute, **kw)  # type: ignore[arg-type]
-    ref = reference_for(state, iv)
+    ref = reference_for(state, iv, P)
     if ref is not None and ref is not iv.ref:
         iv = rejudged(iv, durations, ref)
     status, _ = judge(iv, P)
@@ -160,3 +160,17 @@ def test_the_reason_reads_like_a_sentence() -> None:
     (closed,) = expire(s, T0 + 3 * MIN + P.quiet_ms, P)
     assert explain("checkout", "POST /pay", closed, zone).startswith(
         "checkout POST /pay was degraded 2025-11-29 14:00-14:03 Asia/Taipei (3 min): 61 %")
+
+
+def test_a_shift_longer_than_the_pin_becomes_the_new_normal() -> None:
+    s = EndpointState()
+    pin_min = P.pin_max_ms // MIN
+    learned = Reference(p50=300.0, p95=400.0, count=1000)  # the ring learned the new level
+    for minute in range(pin_min):
+        run(s, minute, slow=60, ref=REF if minute < 3 else learned)
+    assert s.phase == "open" and s.degraded == pin_min
+    quiet_min = P.quiet_ms // MIN
+    closed = [c for m in range(pin_min, pin_min + quiet_min + 1)
+              for c in run(s, m, slow=60, ref=learned)]
+    assert [c.kind for c in closed] == ["closed"]
+    assert closed[0].ended_ms == T0 + pin_min * MIN
