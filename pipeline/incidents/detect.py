@@ -49,7 +49,7 @@ class Params:
     open_after: int
     quiet_ms: int
     min_samples: int  # the rule's minSamples: a thinner baseline judges nothing
-    pin_max_ms: int = 2 * 3_600_000
+    pin_max_ms: int = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ class IncidentSettings:
         60, "event-time interval judged as one (trace start times)", min=10, max=3600,
         why="shorter intervals hold too few requests to test, longer ones delay detection")
     min_requests: int = setting(
-        20, "fewer requests in an interval: not judged (one slow request of three is no "
+        10, "fewer requests in an interval: not judged (one slow request of three is no "
         "incident)", min=1)
     alpha: float = setting(
         0.001, "significance of the binomial test of the share above p95 against 5 %",
@@ -34,8 +34,9 @@ class IncidentSettings:
         300, "an incident closes after this much event time without a degraded interval",
         min=1)
     pin_max_s: int = setting(
-        7200, "a shift lasting longer is the new normal (a deploy): judged against the "
-        "learned baseline again, the incident closes once that caught up", min=60)
+        86_400, "a shift lasting longer is the new normal (a deploy): judged against the "
+        "learned baselines again, the incident closes once they caught up (a day: every "
+        "hour's baseline has seen the new level by then)", min=60)
     lateness_s: int | None = setting(
         None, "allowed lateness: traces this far behind the newest start time still count",
         min=0, unset=f"derived: TLA_TEMPO_LOOKBACK_S + {LATENESS_MARGIN_S}")

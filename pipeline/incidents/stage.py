@@ -37,7 +37,7 @@ from redis.asyncio.client import Pipeline
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import ZoneBuckets, escape
+from pipeline.buckets import TimeBucket, ZoneBuckets, escape
 from pipeline.entries import IncidentEntry
 from pipeline.errors import InvalidEvent
 from pipeline.events import DURATION_MS, ENDPOINT, SERVICE, START_NS, TRACE_ID, format_ms, parse_parts
@@ -99,7 +99,10 @@ class Detector:
         self, redis: Redis, keys: Keys, settings: IncidentSettings, params: Params,
         zone: ZoneInfo, baselines: BaselineStore, metrics: Metrics, consumer: str, *,
         lateness_s: int, idle_flush_s: float, clock: Callable[[], float] = time.monotonic,
+        buckets: Callable[[int], TimeBucket] | None = None,
     ) -> None:
+        """`buckets`: start ns → the trace's bucket, as ingest decides it (default: the
+        zone's hour and weekday/weekend)."""
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -112,7 +115,7 @@ class Detector:
         self.lateness_ms = lateness_s * 1000
         self.idle_flush_s = idle_flush_s
         self._mono = clock
-        self._buckets = ZoneBuckets(zone)
+        self._buckets = buckets or ZoneBuckets(zone)
         self._tags: dict[tuple[str, str], str] = {}
         self._service_label = ServiceLabels()
         self.lease = Lease(redis, keys, settings.lease_ttl_s, key=keys.incidents_lease)
