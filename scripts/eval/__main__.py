@@ -23,7 +23,13 @@ from redis.asyncio import Redis
 from pipeline.buckets import load_zone
 from scripts.bench.common import DEFAULT_REDIS_URL, delete_prefix, unique_prefix
 from scripts.eval.drive import RunResult, drive, product_env, seed_env
-from scripts.eval.score import IncidentScores, TraceScores, score_incidents, score_traces
+from scripts.eval.score import (
+    IncidentScores,
+    TraceScores,
+    incident_coverage,
+    score_incidents,
+    score_traces,
+)
 from scripts.eval.traffic import Chunk, Scenario, scenario
 
 
@@ -60,7 +66,9 @@ async def evaluate(redis: Redis, sc: Scenario) -> dict[str, Any]:
             "seconds": {n: round(r.seconds, 1) for n, r in runs.items()},
             "env": {n: r.env for n, r in runs.items()},
             "per_trace": {n: _trace_figures(t) for n, t in traces.items()},
-            "incidents": _incident_figures(incidents)}
+            "incidents": {**_incident_figures(incidents),
+                          "incident_requests_covered": incident_coverage(labels, sc,
+                                                                         runs["product"])}}
 
 
 def _trace_figures(t: TraceScores) -> dict[str, Any]:
@@ -96,12 +104,14 @@ def table(result: dict[str, Any]) -> str:
         if not total:
             continue
         label = f"flagged: {kind} (of {total})"
-        lines.append(f"  {label:34}{s_hit / total:>12.3f}{p_hit / total:>12.3f}")
+        lines.append(f"  {label:34}{s_hit / total:>12.4f}{p_hit / total:>12.4f}")
     delay = inc["median_delay_min_2x"]
     false_by: dict[str, int] = {}
     for f in inc["false"]:
         false_by[f["pattern"]] = false_by.get(f["pattern"], 0) + 1
     lines += [
+        f"  {'incident requests inside one':34}{'-':>12}"
+        f"{_pct(inc['incident_requests_covered']):>12}",
         f"  {'incidents found (all)':34}{'-':>12}{inc['found']:>9}/{inc['labelled']:<2}",
         f"  {'incidents found (>= 2x)':34}{'-':>12}{inc['found_2x']:>9}/{inc['labelled_2x']:<2}",
         f"  {'median delay >= 2x (min)':34}{'-':>12}{_pct(delay):>12}",

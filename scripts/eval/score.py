@@ -13,6 +13,7 @@ from scripts.eval.drive import RunResult, flagged_mask
 from scripts.eval.traffic import (
     ANOMALOUS,
     DAY_MS,
+    INCIDENT,
     KIND_NAMES,
     MIN_MS,
     Chunk,
@@ -55,6 +56,26 @@ def score_traces(chunks: list[Chunk], flagged: set[int]) -> TraceScores:
     s.flagged = int(counts[:, 0].sum())
     s.true_flagged = int(sum(counts[k, 0] for k in ANOMALOUS))
     return s
+
+
+def incident_coverage(chunks: list[Chunk], sc: Scenario, run: RunResult) -> float:
+    """Share of the labelled incidents' requests that fall inside an incident the product
+    reported on their endpoint (open ones run to the end of the traffic)."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    names = [(e.service, e.endpoint) for e in sc.endpoints]
+    for e in run.incidents.values():
+        ep = names.index((e["service"], e["endpoint"]))
+        end = int(e["ended_ms"]) if "ended_ms" in e else 2**62
+        spans.setdefault(ep, []).append((int(e["started_ms"]), end))
+    inside = total = 0
+    for c in chunks:
+        mine = c.scored & (c.kind == INCIDENT) if c.scored else None
+        if mine is None or not mine.any():
+            continue
+        for ep, t in zip(c.endpoint[mine].tolist(), c.start_ms[mine].tolist()):
+            total += 1
+            inside += any(a <= t < b for a, b in spans.get(ep, ()))
+    return inside / total if total else float("nan")
 
 
 @dataclass(slots=True)
