@@ -129,6 +129,8 @@ def make_detector(s: Settings, redis: Redis, metrics: Metrics, consumer: str) ->
     # Each interval's baseline is read when its first trace arrives: at most one window old.
     store = BaselineStore(redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
     lateness_s = s.incidents_lateness_s()
+    # Intervals are judged against the bucket ingest files their traces under: when
+    # bucketing learns more than zone + weekday (holidays), pass it here as `buckets=`.
     return Detector(redis, s.keys(), s.incidents, s.incidents.params(s.rule_params().min_samples),
                     load_zone(s.timezone), store, metrics, consumer, lateness_s=lateness_s,
                     idle_flush_s=s.incidents.idle_flush(lateness_s))
