@@ -133,15 +133,18 @@ async def _drain_ingest(ingest: Any) -> None:
 
 
 async def _collect_flagged(redis: Redis, stream: str, after: str, into: set[int]) -> str:
-    while page := await redis.xrange(stream, min=f"({after}", count=5000):
+    while True:
+        page: Any = await redis.xrange(stream, min=f"({after}", count=5000)
+        if not page:
+            return after
         for entry_id, fields in page:
             into.add(int(fields[b"trace_id"][8:], 16))
             after = entry_id.decode()
-    return after
 
 
 async def _collect_incidents(redis: Redis, stream: str, result: RunResult) -> None:
-    for _id, raw in await redis.xrange(stream):
+    entries: Any = await redis.xrange(stream)
+    for _id, raw in entries:
         entry = {k.decode(): v.decode() for k, v in raw.items()}
         result.incidents[entry["id"]] = entry
         if entry["state"] == "open":
