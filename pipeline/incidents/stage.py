@@ -86,7 +86,7 @@ class _Pending:
 
 
 @dataclass(frozen=True, slots=True)
-class Opened:
+class Written:
     """An incident change as written (for callers and tests)."""
 
     id: str
@@ -275,11 +275,11 @@ class Detector:
             mark = self.max_event_ms + interval_ms
         return max(self.judged_ms, mark - mark % interval_ms)
 
-    async def judge_due(self) -> list[Opened]:
+    async def judge_due(self) -> list[Written]:
         due = self.due_ms()
         return await self.judge_through(due) if due > self.judged_ms else []
 
-    async def judge_through(self, through_ms: int) -> list[Opened]:
+    async def judge_through(self, through_ms: int) -> list[Written]:
         """Judge every interval starting before `through_ms`, endpoint by endpoint, and
         close incidents quiet for long enough by then; then move the watermark."""
         members = cast(list[tuple[bytes, float]], await self.redis.zrangebyscore(
@@ -291,7 +291,7 @@ class Detector:
         open_ids = cast(list[bytes], await self.redis.zrange(self.keys.incidents_open, 0, -1))
         for incident_id in open_ids:
             starts.setdefault(incident_id.decode().rpartition(":")[0], [])
-        written: list[Opened] = []
+        written: list[Written] = []
         for tag, tag_starts in starts.items():
             written += await self._judge_endpoint(tag, sorted(tag_starts), through_ms)
         await self.redis.hset(self.keys.incidents_clock, "judged_ms", through_ms)
@@ -303,7 +303,7 @@ class Detector:
         self.series.judged_through.set(through_ms / 1000)
         return written
 
-    async def _judge_endpoint(self, tag: str, starts: list[int], through_ms: int) -> list[Opened]:
+    async def _judge_endpoint(self, tag: str, starts: list[int], through_ms: int) -> list[Written]:
         state_key = self.keys.incident_state(tag)
         interval_keys = [self.keys.interval(tag, s) for s in starts]
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -350,7 +350,7 @@ class Detector:
                                 count=len(fields))
         return measure(durations, start, self.params.interval_ms, bucket, ref), durations
 
-    def _written(self, tag: str, service: str, endpoint: str, c: Change) -> Opened:
+    def _written(self, tag: str, service: str, endpoint: str, c: Change) -> Written:
         incident_id = f"{tag}:{c.started_ms}"
         entry: IncidentEntry = {
             "id": incident_id, "service": service, "endpoint": endpoint, "state": c.kind,
@@ -363,9 +363,9 @@ class Detector:
         }
         if c.ended_ms is not None:
             entry["ended_ms"] = str(c.ended_ms)
-        return Opened(incident_id, c, entry)
+        return Written(incident_id, c, entry)
 
-    def _record(self, tx: Pipeline, w: Opened) -> None:
+    def _record(self, tx: Pipeline, w: Written) -> None:
         fields: dict[str, str] = dict(w.entry)  # type: ignore[arg-type]
         tx.xadd(self.keys.incidents, fields,  # type: ignore[arg-type]
                 maxlen=INCIDENTS_MAXLEN, approximate=True)
@@ -380,7 +380,7 @@ class Detector:
             tx.hset(key, mapping=as_open)  # type: ignore[arg-type]
             tx.zadd(self.keys.incidents_open, {w.id: w.change.started_ms})
 
-    def _count(self, service: str, statuses: list[Status], written: list[Opened]) -> None:
+    def _count(self, service: str, statuses: list[Status], written: list[Written]) -> None:
         for status in statuses:
             self.series.intervals.labels(status).inc()
         for w in written:
