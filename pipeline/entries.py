@@ -7,7 +7,7 @@ value is a string, as Redis stores it.
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class DirtyEntry(TypedDict):
@@ -36,6 +36,28 @@ class AnomalyEntry(TypedDict):
     reason: str
     level: str  # pipeline.rule.Level: "bucket" or the fallback level that judged
     baseline_id: str  # that baseline's id: a bucket id, or `{svc|ep}:all`
+
+
+class IncidentEntry(TypedDict):
+    """`<p>incidents` (and the `<p>incident:<id>` HASH): an incident opened, still open
+    (update) or closed, by the detect stage (pipeline/incidents). Times are unix ms of
+    event time (trace start times)."""
+
+    id: str  # `{svc|ep}:<started_ms>`
+    service: str
+    endpoint: str
+    state: str  # open | update | closed (the HASH: open | closed)
+    started_ms: str
+    ended_ms: NotRequired[str]  # when closed: the end of the last degraded interval
+    updated_ms: str  # event time the numbers reach up to
+    reason: str
+    requests: str  # requests of the endpoint since the incident started
+    above_p95: str  # ... of which above the pinned p95
+    share_above_p95: str
+    median_ms: str  # the latest degraded interval's median
+    p50_ms: str  # the baseline the incident is judged against
+    p95_ms: str
+    degraded_intervals: str
 
 
 class DeadLetterMeta(TypedDict):

@@ -12,6 +12,7 @@ from pipeline.errors import ConfigError
 
 INGEST_GROUP = "ingest"
 RECOMPUTE_GROUP = "recompute"
+INCIDENTS_GROUP = "incidents"
 
 
 class Keys:
@@ -38,6 +39,16 @@ class Keys:
         # tempo-source and backfill: the ranges of trace start times already published.
         self.tempo_covered = f"{prefix}tempo:covered"
         self.tempo_lease = f"{prefix}tempo:lease"
+        # Incidents (pipeline/incidents): the stream of open/update/closed entries; ZSETs
+        # of incident ids, open ones scored by start, closed ones by end (unix ms); the
+        # intervals waiting for the watermark (member `<tag>:<start ms>`, score start);
+        # the stage's event clock (HASH max_event_ms, judged_ms) and its lease.
+        self.incidents = f"{prefix}incidents"
+        self.incidents_open = f"{prefix}incidents:open"
+        self.incidents_closed = f"{prefix}incidents:closed"
+        self.incident_intervals = f"{prefix}incidents:intervals"
+        self.incidents_clock = f"{prefix}incidents:clock"
+        self.incidents_lease = f"{prefix}incidents:lease"
 
     def dur(self, bucket_id: str) -> str:
         """STRING: the sample ring, the last windowSize durations (pipeline/samples.py)."""
@@ -62,6 +73,20 @@ class Keys:
     def seen(self, tag: str, trace_id: str) -> str:
         """STRING with TTL: this trace was already counted (dedup)."""
         return f"{self.prefix}seen:{tag}:{trace_id}"
+
+    def interval(self, tag: str, start_ms: int) -> str:
+        """HASH trace_id -> duration ms of one endpoint's event-time interval (a trace
+        counted twice is the same field), plus `@bucket` and `@ref` (the baseline when
+        the interval began)."""
+        return f"{self.prefix}incint:{tag}:{start_ms}"
+
+    def incident_state(self, tag: str) -> str:
+        """HASH: one endpoint's detector state (pipeline/incidents/detect.py)."""
+        return f"{self.prefix}incstate:{tag}"
+
+    def incident(self, incident_id: str) -> str:
+        """HASH: an incident's latest numbers, the fields of its newest stream entry."""
+        return f"{self.prefix}incident:{incident_id}"
 
     def base_pattern(self) -> str:
         """SCAN pattern over every baseline of the deployment."""

@@ -24,6 +24,26 @@ from prometheus_client.utils import INF, floatToGoString
 
 P = TypeVar("P")
 
+# Label cardinality bound of per-service series: the first MAX_SERVICE_LABELS service
+# names get their own series, later ones share OTHER_SERVICE.
+MAX_SERVICE_LABELS = 50
+OTHER_SERVICE = "other"
+
+
+class ServiceLabels:
+    """The `service` label value of a per-service series, capped (see MAX_SERVICE_LABELS)."""
+
+    def __init__(self, cap: int = MAX_SERVICE_LABELS) -> None:
+        self.cap = cap
+        self._seen: set[str] = set()
+
+    def __call__(self, service: str) -> str:
+        if service not in self._seen:
+            if len(self._seen) >= self.cap:
+                return OTHER_SERVICE
+            self._seen.add(service)
+        return service
+
 
 class Metrics:
     """A process's registry with the series every stage shares. Each stage's own series

@@ -34,11 +34,13 @@ from pipeline.buckets import (
 )
 from pipeline.errors import InvalidEvent
 from pipeline.fallback import Fallbacks
+from pipeline.keys import Keys
 from pipeline.metrics import Metrics, PlainHistogram, StatusCounter
 from pipeline.rule import RuleParams, threshold_of
 from services.checks import CheckParser, json_of, string_field
 from services.config import Settings
 from services.health import Health
+from services.incidents import list_incidents
 from services.http import (
     PROBES,
     Route,
@@ -86,6 +88,7 @@ class ApiContext(WebContext):
     """What the API's handlers share, built once per API by `ApiContext.build`."""
 
     baselines: BaselineStore
+    keys: Keys
     rule: RuleParams
     zone: ZoneInfo
     tz_name: str
@@ -112,8 +115,8 @@ class ApiContext(WebContext):
             redis=redis, metrics=metrics, health=health,
             token=settings.api.token.encode() if settings.api.token else None,
             max_body_bytes=settings.api.max_body_bytes,
-            baselines=baselines, rule=rule, zone=zone, tz_name=settings.timezone,
-            buckets=buckets, parse=CheckParser(zone, buckets),
+            baselines=baselines, keys=settings.keys(), rule=rule, zone=zone,
+            tz_name=settings.timezone, buckets=buckets, parse=CheckParser(zone, buckets),
             verdicts=VerdictCache(rule, settings.timezone, checks.check_requests),
             fallbacks=Fallbacks(baselines, rule),
             openapi=load_openapi(), checks=checks, web=web, assets=web_routes.load_assets(),
@@ -214,6 +217,7 @@ ROUTES: tuple[Route[ApiContext], ...] = (
     Route("POST", "/v1/anomaly/check", check),
     Route("POST", "/v1/anomaly/check:batch", check_batch),
     Route("GET", "/v1/baseline", baseline),
+    Route("GET", "/v1/incidents", list_incidents),
     *PROBES,
     Route("GET", "/openapi.json", openapi),
     *web_routes.ROUTES,

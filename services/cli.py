@@ -14,7 +14,8 @@ from services.config import Settings
 
 log = logging.getLogger(__name__)
 
-STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "api", "otlp", "kafka-source")
+STAGE_COMMANDS = ("tempo-source", "ingest", "recompute", "detect", "api", "otlp",
+                  "kafka-source")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,6 +34,7 @@ def parser() -> argparse.ArgumentParser:
         ("tempo-source", "poll Tempo and publish trace events"),
         ("ingest", "consume trace events (scale by running more)"),
         ("recompute", "recompute dirty baselines every window"),
+        ("detect", "judge event-time intervals per endpoint, open and close incidents"),
         ("api", "serve the HTTP API"),
         ("otlp", "receive OTLP/HTTP spans on POST /v1/traces (TLA_OTLP_PORT, default 4318)"),
         ("kafka-source", "consume OTLP spans from Kafka (TLA_KAFKA_BROKERS, TLA_KAFKA_TOPIC)"),
@@ -57,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
     ring.add_argument("--day-type", choices=("weekday", "weekend"), help="(default: today)")
     ring.add_argument("--last", type=int, default=20, help="how many of the newest to print")
     ring.add_argument("--json", action="store_true")
+    inc = sub.add_parser("incidents", help="list incidents from the running API")
+    inc.add_argument("--state", choices=("open", "all"), default="all")
+    inc.add_argument("--since", default="24h",
+                     help="closed incidents that ended within: 7d, 36h, 90m, or unix ms "
+                     "(default 24h; open ones are always listed)")
+    inc.add_argument("--service")
+    inc.add_argument("--limit", type=int, default=100)
+    inc.add_argument("--json", action="store_true")
     inspect = sub.add_parser("inspect", help="streams, groups, lag, pending, dead letters")
     inspect.add_argument("--json", action="store_true")
     backfill = sub.add_parser("backfill", help="pull history from Tempo for a cold start")
@@ -87,6 +97,7 @@ async def dispatch(args: argparse.Namespace, settings: Settings) -> int | None:
         "baseline": lambda: commands.baseline(settings, args),
         "samples": lambda: commands.samples(settings, args),
         "inspect": lambda: commands.inspect(settings, as_json=args.json),
+        "incidents": lambda: commands.incidents(settings, args),
         "backfill": lambda: commands.backfill(settings, args.since),
     }
     if args.command in STAGE_COMMANDS:

@@ -110,6 +110,30 @@ async def baseline(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def incidents(settings: Settings, args: argparse.Namespace) -> int:
+    """The incidents `GET /v1/incidents` lists, one line each (its reason), newest first."""
+    since = args.since
+    if not since.isdecimal():
+        from pipeline.tempo_source.backfill import parse_since
+
+        try:
+            since = str(int((time.time() - parse_since(since)) * 1000))
+        except ValueError as e:
+            raise ConfigError(f"--since: {e}") from e
+    params: dict[str, Any] = {"state": args.state, "since": since, "limit": args.limit}
+    if args.service:
+        params["service"] = args.service
+    status, reply = await _call(settings, "GET", "/v1/incidents", params=params)
+    if args.json or status != 200:
+        print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
+        return 0 if status == 200 else 1
+    for i in reply["incidents"]:
+        print(f"{i['state'].upper():<6}  {i['reason']}")
+    if not reply["incidents"]:
+        print("no incidents" + (" open" if args.state == "open" else ""))
+    return 0
+
+
 def redis_url_for_tools(settings: Settings) -> str:
     """TLA_REDIS_URL, else the embedded server a running `run` recorded."""
     if settings.redis.url:

@@ -25,6 +25,7 @@ import yaml
 from pipeline.buckets import load_zone
 from pipeline.daytypes import Calendar, HolidaySettings
 from pipeline.errors import ConfigError
+from pipeline.incidents.settings import IncidentSettings
 from pipeline.ingest.settings import IngestSettings
 from pipeline.kafka_source.settings import KafkaSettings
 from pipeline.keys import Keys
@@ -94,6 +95,7 @@ class Settings:
     tempo: TempoSettings = field(default_factory=TempoSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     recompute: RecomputeSettings = field(default_factory=RecomputeSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -125,6 +127,10 @@ class Settings:
     def calendar(self) -> Calendar:
         """The dates whose buckets are `weekend` besides Saturdays and Sundays."""
         return self.holidays.calendar()
+
+    def incidents_lateness_s(self) -> int:
+        """`incidents.lateness_s`, or its default derived from `tempo.lookback_s`."""
+        return self.incidents.lateness(self.tempo.lookback_s)
 
     def api_cache_ttl_s(self) -> float:
         """`api.cache_ttl_s`, or its default derived from `recompute.interval_s`."""

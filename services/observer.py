@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from pipeline import streams
 from pipeline.keys import Keys
-from pipeline.metrics import Metrics
+from pipeline.metrics import MAX_SERVICE_LABELS, Metrics, ServiceLabels
 from pipeline.retry import sleep_or_stop
 from services.config import Settings
 from services.health import Health
@@ -40,9 +40,8 @@ RECENT_DIRTY = 50
 # rest waits for the next one (the stream is trimmed at 10,000, so a backlog is bounded).
 ANOMALY_PAGE = 1000
 ANOMALY_PAGES = 10
-# Label cardinality bound: the first MAX_SERVICES service names get their own series.
-MAX_SERVICES = 50
-OTHER_SERVICE = "other"
+# Label cardinality bound of the anomalies' service label (pipeline/metrics.py).
+MAX_SERVICES = MAX_SERVICE_LABELS
 
 
 def _text(value: bytes | str) -> str:
@@ -126,7 +125,7 @@ class Observer:
         self._groups: set[tuple[str, str]] = set()  # label pairs set last time
         self._newest_baseline_ms = 0
         self._anomalies_after: str | None = None  # last anomalies id counted
-        self._services: set[str] = set()
+        self._service_label = ServiceLabels(MAX_SERVICES)
 
     async def observe(self) -> None:
         started = time.perf_counter()
@@ -205,10 +204,7 @@ class Observer:
                 break
 
     def _count_anomaly(self, service: str) -> None:
-        if service not in self._services and len(self._services) >= MAX_SERVICES:
-            service = OTHER_SERVICE
-        self._services.add(service)
-        self.metrics.anomalies_by_service.labels(service).inc()
+        self.metrics.anomalies_by_service.labels(self._service_label(service)).inc()
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         """Observe every `interval_s` until `stop`; Redis trouble is counted, never fatal."""

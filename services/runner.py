@@ -24,8 +24,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from pipeline.baselines import BaselineStore
-from pipeline.buckets import load_zone
+from pipeline.buckets import ZoneBuckets, load_zone
 from pipeline.errors import ConfigError
+from pipeline.incidents import Detector
 from pipeline.ingest import Ingestor
 from pipeline.metrics import Metrics
 from pipeline.recompute import Recomputer
@@ -45,7 +46,7 @@ CANCEL_TIMEOUT_S = 5.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
 HEALTHY_AFTER_S = 60.0
-ROLES = ("tempo-source", "ingest", "recompute", "api", "otlp", "kafka-source")
+ROLES = ("tempo-source", "ingest", "recompute", "detect", "api", "otlp", "kafka-source")
 # What `run` starts of them: the receiver only when TLA_OTLP_PORT is set, the Kafka source
 # only when TLA_KAFKA_BROKERS is (build_stages checks both).
 
@@ -97,6 +98,8 @@ def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:
     if "recompute" in roles:
         stages["recompute"] = make_recomputer(
             s, rt.redis, rt.metrics, consumer_name(s, "recompute")).run
+    if "detect" in roles:
+        stages["detect"] = make_detector(s, rt.redis, rt.metrics, consumer_name(s, "detect")).run
     if "api" in roles:
         if s.metrics.port == s.api.port:
             raise ConfigError(
@@ -136,6 +139,18 @@ def make_ingestor(s: Settings, redis: Redis, metrics: Metrics, consumer: str) ->
 def make_recomputer(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Recomputer:
     return Recomputer(redis, s.keys(), s.recompute, metrics, consumer,
                       bucket_ttl_s=s.ingest.bucket_ttl_s)
+
+
+def make_detector(s: Settings, redis: Redis, metrics: Metrics, consumer: str) -> Detector:
+    # Each interval's baseline is read when its first trace arrives: at most one window old.
+    store = BaselineStore(redis, s.keys(), cache_ttl_s=s.recompute.interval_s)
+    lateness_s = s.incidents_lateness_s()
+    # Intervals are judged against the bucket ingest files their traces under (holidays too).
+    zone = load_zone(s.timezone)
+    return Detector(redis, s.keys(), s.incidents, s.incidents.params(s.rule_params().min_samples),
+                    zone, store, metrics, consumer, lateness_s=lateness_s,
+                    idle_flush_s=s.incidents.idle_flush(lateness_s),
+                    buckets=ZoneBuckets(zone, s.calendar()))
 
 
 async def serve_api(rt: Runtime, stop: asyncio.Event) -> None:

@@ -12,7 +12,8 @@ import pytest
 from services import config_docs
 
 ROOT = config_docs.ROOT
-PAGES = sorted([ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")])
+PAGES = sorted([ROOT / "README.md", ROOT / "BENCHMARKS.md", ROOT / "EVALUATION.md",
+                *(ROOT / "docs").glob("*.md")])
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
 LINK = re.compile(r"!?\[[^\]]*\]\(<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\)")

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 import schemas
-from pipeline.entries import AnomalyEntry, BaselineHash, DeadLetterMeta, DirtyEntry
+from pipeline.entries import AnomalyEntry, BaselineHash, DeadLetterMeta, DirtyEntry, IncidentEntry
 from pipeline.events import TraceEntry
 from services.checks import CheckBatchRequest, CheckRequest
+from services.incidents import IncidentJson
 from services.views import BaselineJson, BucketJson, ThresholdJson, VerdictJson
 
 STREAMS = json.loads(schemas.read_text("streams.schema.json"))["$defs"]
@@ -36,6 +37,8 @@ def keys(typed: Any) -> tuple[set[str], set[str]]:
     (BaselineJson, OPENAPI["Baseline"]),
     (ThresholdJson, OPENAPI["Threshold"]),
     (VerdictJson, OPENAPI["Verdict"]),
+    (IncidentEntry, STREAMS["incident"]),
+    (IncidentJson, OPENAPI["Incident"]),
 ])
 def test_a_typed_format_and_its_schema_name_the_same_fields(typed: Any, schema: dict) -> None:
     every, required = keys(typed)

@@ -46,9 +46,11 @@ def identity() -> str:
 class Lease:
     """One holder at a time; `ttl_s` bounds how long a dead holder blocks the others."""
 
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: float, holder: str | None = None) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: float, holder: str | None = None,
+                 key: str | None = None) -> None:
+        """`key`: another single-instance stage's lease (default: the Tempo source's)."""
         self.redis = redis
-        self.key = keys.tempo_lease
+        self.key = key or keys.tempo_lease
         self.ttl_ms = max(1, int(ttl_s * 1000))
         self.holder = holder or identity()
         self._key_b = [self.key.encode()]

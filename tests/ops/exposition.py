@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.incidents.metrics import IncidentMetrics
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.kafka_source.metrics import KafkaMetrics
 from pipeline.metrics import Metrics
@@ -35,7 +36,7 @@ def sample_names(text: str) -> set[str]:
 
 # Every stage's own series: `run` registers all of them.
 PARTS = (IngestMetrics, RecomputeMetrics, TempoMetrics, ObserverMetrics, CheckMetrics,
-         SpanMetrics, OtlpMetrics, KafkaMetrics)
+         SpanMetrics, OtlpMetrics, KafkaMetrics, IncidentMetrics)
 
 
 def full_exposition() -> str:

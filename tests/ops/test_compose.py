@@ -13,8 +13,8 @@ import yaml
 from tests.ops.conftest import COMPOSE
 
 COMPOSE_FILE = COMPOSE / "compose.yaml"
-ROLES = {"tempo-source": "tempo-source", "otlp": "otlp", "ingest-1": "ingest", "ingest-2": "ingest",
-         "recompute": "recompute", "api": "api"}
+ROLES = {"tempo-source": "tempo-source", "otlp": "otlp", "ingest-1": "ingest",
+         "ingest-2": "ingest", "recompute": "recompute", "detect": "detect", "api": "api"}
 METRICS_PORT = "9464"
 
 

@@ -23,8 +23,9 @@ from tests.ops.exposition import PARTS, full_exposition, sample_names
 # What a series name may end with: its unit (or _total for counters, which
 # prometheus_client strips from the family name), per STYLE.md.
 UNIT_SUFFIXES = ("_seconds", "_bytes", "_entries", "_events", "_consumers", "_ratio", "_info")
-# 0/1 state gauges, named like Prometheus' own `up`.
-STATE_GAUGES = {"tla_tempo_leader"}
+# 0/1 state gauges, named like Prometheus' own `up`; and counts of things whose name the
+# product promises to operators (DESIGN §9: `tla_incidents_open`, the incidents open now).
+STATE_GAUGES = {"tla_tempo_leader", "tla_incidents_open"}
 
 
 def promtool_check(promtool: str, text: str) -> str:
@@ -99,6 +100,7 @@ def test_no_endpoint_or_trace_labels() -> None:
 @pytest.mark.parametrize(("role", "own", "others"), [
     ("ingest", "tla_ingest_events_total", ("tla_recompute_", "tla_stream_length")),
     ("recompute", "tla_recompute_buckets_total", ("tla_ingest_", "tla_stream_length")),
+    ("detect", "tla_incidents_open", ("tla_ingest_", "tla_recompute_", "tla_stream_length")),
 ])
 def test_a_role_exports_its_own_families_only(role: str, own: str, others: tuple[str, ...]
                                               ) -> None:
