@@ -6,7 +6,9 @@ redis-py packs each argument through a generic encoder and re-joins a growing bu
 than the script's own per-event work in Redis. Ingest hands over bytes only, so packing is
 one format per argument. The command goes over a pooled connection the way redis-py
 sends its own (same timeouts, health checks and retries); a script missing after a Redis
-restart (NOSCRIPT) is loaded and the call repeated once.
+restart (NOSCRIPT) is loaded and the call repeated once. On a Redis Cluster the call goes
+through the cluster client instead (it routes by the keys' slot, all of which must be one
+slot, and follows MOVED/ASK); a new primary after a failover answers NOSCRIPT the same way.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from pipeline.cluster import is_cluster
 
 
 def read_script(package: str | None, name: str) -> str:
@@ -34,12 +38,23 @@ class PackedScript:
         self._head = b"$7\r\nEVALSHA\r\n$40\r\n" + self.sha.encode() + b"\r\n"
 
     async def __call__(self, keys: list[bytes], args: list[bytes]) -> Any:
+        if is_cluster(self.redis):
+            return await self._cluster_call(keys, args)
         packed = self.pack(keys, args)
         try:
             return await self._send(packed)
         except NoScriptError:
             await self.redis.script_load(self.source)
             return await self._send(packed)
+
+    async def _cluster_call(self, keys: list[bytes], args: list[bytes]) -> Any:
+        """EVALSHA through the cluster client (SCRIPT LOAD goes to every primary)."""
+        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
+        try:
+            return await self.redis.execute_command(*command)
+        except NoScriptError:
+            await self.redis.script_load(self.source)
+            return await self.redis.execute_command(*command)
 
     def pack(self, keys: list[bytes], args: list[bytes]) -> bytes:
         """The whole EVALSHA command in RESP."""
