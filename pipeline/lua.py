@@ -49,12 +49,11 @@ class PackedScript:
 
     async def _cluster_call(self, keys: list[bytes], args: list[bytes]) -> Any:
         """EVALSHA through the cluster client (SCRIPT LOAD goes to every primary)."""
-        command = ("EVALSHA", self.sha, len(keys), *keys, *args)
         try:
-            return await self.redis.execute_command(*command)
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             await self.redis.script_load(self.source)
-            return await self.redis.execute_command(*command)
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
 
     def pack(self, keys: list[bytes], args: list[bytes]) -> bytes:
         """The whole EVALSHA command in RESP."""

@@ -10,8 +10,10 @@ its nodes.conf and AOF. The same steps by hand are in docs/operations.md.
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -19,13 +21,28 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from tests.support import free_port, wait_until
+from tests.support import wait_until
 
 SLOTS = 16384
 # Nodes call a silent peer failed after this long; replicas then take over. Short, so the
 # failover test takes seconds, not the 15 s default.
 NODE_TIMEOUT_MS = 2000
 STOP_WAIT_S = 20.0
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too (both must be <= 65535)."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def redis_binary() -> str:
@@ -65,8 +82,16 @@ class LocalCluster:
         return "redis://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[: self.primaries])
 
     def start(self) -> LocalCluster:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
         for i in range(self.primaries * (1 + self.replicas)):
-            node = Node(free_port(), self.workdir / f"node{i}")
+            node = Node(cluster_port(), self.workdir / f"node{i}")
             node.workdir.mkdir(parents=True, exist_ok=True)
             self.nodes.append(node)
             self._launch(node)
@@ -79,7 +104,6 @@ class LocalCluster:
         wait_until("every node to know every other", self._all_met, 30)
         self._attach_replicas()
         wait_until("cluster_state:ok on every node", self.healthy, 60)
-        return self
 
     def _launch(self, node: Node) -> None:
         log = (node.workdir / "server.log").open("ab")
