@@ -112,10 +112,11 @@ class SlotIngest:
                 if self._admitted.get((b.ref.service, b.ref.endpoint)) != window}
         if not todo:
             return []
-        services = list(dict.fromkeys(b.ref.service for b in todo))
+        ordered = [b for b in buckets if b in todo]  # admitted first come, first served
+        services = list(dict.fromkeys(b.ref.service for b in ordered))
         no_services = set(await self._refused(self.keys.services, services, s.max_services))
         endpoints: dict[str, list[str]] = {}
-        for b in todo:
+        for b in ordered:
             if b.ref.service not in no_services:
                 endpoints.setdefault(b.ref.service, [])
                 if b.ref.endpoint not in endpoints[b.ref.service]:
