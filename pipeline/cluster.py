@@ -23,6 +23,15 @@ def is_cluster(redis: Redis) -> bool:
     return isinstance(redis, RedisCluster)
 
 
+async def ping(redis: Redis) -> bool:
+    """The server answers; on a cluster every primary does (a dead one fails its slots)."""
+    if is_cluster(redis):
+        cluster: RedisCluster = redis  # type: ignore[assignment]
+        reply = await cluster.ping(target_nodes=RedisCluster.PRIMARIES)
+        return all(reply.values()) if isinstance(reply, dict) else bool(reply)
+    return bool(await redis.ping())
+
+
 def by_slot(items: Iterable[T], key: Callable[[T], bytes | str]) -> dict[int, list[T]]:
     """`items` grouped by the hash slot of `key(item)`, each group in the items' order."""
     out: dict[int, list[T]] = {}

@@ -239,7 +239,8 @@ class Ingestor:
         try:
             return await self.apply(valid)
         except ResponseError as e:
-            if streams.is_nogroup(e) or isinstance(e, NoScriptError) or len(valid) == 1:
+            if (streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT))
+                    or len(valid) == 1):
                 raise
             log.warning("event=batch_failed size=%d error=%r action=isolate", len(valid), str(e))
         total, rejected = BatchResult(), []
@@ -247,7 +248,7 @@ class Ingestor:
             try:
                 one, capped = await self.apply([item])
             except ResponseError as e:
-                if streams.is_nogroup(e) or isinstance(e, NoScriptError):
+                if streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT)):
                     raise
                 rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
                 continue

@@ -112,7 +112,8 @@ class LocalCluster:
              "--dir", str(node.workdir), "--cluster-enabled", "yes",
              "--cluster-config-file", "nodes.conf",
              "--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--save", "",
-             "--appendonly", "yes", "--appendfsync", "everysec"],
+             "--appendonly", "yes", "--appendfsync", "everysec",
+             "--repl-diskless-sync-delay", "0"],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -136,6 +137,9 @@ class LocalCluster:
                 replica = self.nodes[self.primaries * (1 + r) + p]
                 node_id = primary.client().execute_command("CLUSTER", "MYID")
                 replica.client().execute_command("CLUSTER", "REPLICATE", node_id)
+        for replica in self.nodes[self.primaries:]:  # one never synced would not take over
+            wait_until(f"replica {replica.port} in sync", lambda n=replica: n.client().info(
+                "replication").get("master_link_status") == "up", 60)
 
     def healthy(self) -> bool:
         for node in self.nodes:

@@ -51,3 +51,9 @@ async def test_auto_mode_without_a_server_is_a_clear_error() -> None:
 
 async def test_fixture_client_is_a_cluster(redis: Redis) -> None:
     assert is_cluster(redis)
+
+
+async def test_ready_means_every_primary_answers(redis: Redis) -> None:
+    from pipeline.cluster import ping
+
+    assert await ping(redis)
