@@ -113,11 +113,9 @@ class IngestCall:
             self._bucket_memo[memo_key] = bucket
         return bucket
 
-    async def __call__(
-        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
-    ) -> list[Any]:
-        """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
-        bucket the endpoint cap refused (negated when the service cap did)."""
+    def build(self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
+              ) -> tuple[list[bytes], list[bytes]]:
+        """The script call's keys and arguments for a batch grouped by bucket."""
         keys = [next(iter(groups)).keys[0]] * 4 if self.slot_mode else list(self._stream_keys)
         seen_keys: list[bytes] = []
         ids: list[bytes] = []
@@ -138,8 +136,20 @@ class IngestCall:
         args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
                 b"%d" % len(ids), b"%d" % len(flags), self._max_services_arg, *flags, *ids,
                 *per_bucket]
-        reply: list[Any] = await self._script(keys + seen_keys, args)
+        return keys + seen_keys, args
+
+    async def __call__(
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None]
+    ) -> list[Any]:
+        """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
+        bucket the endpoint cap refused (negated when the service cap did)."""
+        reply: list[Any] = await self._script(*self.build(groups, baselines))
         return reply
+
+    async def many(self, parts: list[dict[BucketKeys, list[Item]]],
+                   baselines: dict[str, Baseline | None]) -> list[list[Any]]:
+        """Slot mode: one call per part (the buckets of one slot), pipelined per node."""
+        return await self._script.many([self.build(part, baselines) for part in parts])
 
     def _threshold(self, bucket: BucketKeys, baseline: Baseline | None) -> Threshold | None:
         """`judged_threshold`, kept per bucket while its baseline object stays the same."""

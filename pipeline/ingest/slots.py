@@ -22,7 +22,6 @@ docs/guarantees.md walks through every crash point.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -66,7 +65,7 @@ class SlotIngest:
         refused = {abs(b) - 1 for b in capped}
         admitted = [g for i, g in enumerate(groups.items()) if i not in refused]
         slots = list(by_slot(admitted, lambda g: g[0].keys[0]).values())
-        replies = await asyncio.gather(*(self.call(dict(part), baselines) for part in slots))
+        replies = await self.call.many([dict(part) for part in slots], baselines)
         totals = [0, 0, 0, 0]
         marks: list[tuple[BucketKeys, bytes]] = []
         anomalies: list[list[str]] = []
@@ -97,9 +96,9 @@ class SlotIngest:
         if marks:
             ttl = b"%d" % (2 * self.window_s)
             by_key = by_slot(marks, lambda m: m[0].keys[1])
-            await asyncio.gather(*(
-                self._mark_published([b.keys[1] for b, _w in part], [ttl, *(w for _b, w in part)])
-                for part in by_key.values()))
+            await self._mark_published.many([
+                ([b.keys[1] for b, _w in part], [ttl, *(w for _b, w in part)])
+                for part in by_key.values()])
 
     async def admit(self, buckets: list[BucketKeys]) -> list[int]:
         """The capped buckets' ordinals (1-based; negative: the service cap), as ingest.lua
@@ -121,9 +120,8 @@ class SlotIngest:
                 endpoints.setdefault(b.ref.service, [])
                 if b.ref.endpoint not in endpoints[b.ref.service]:
                     endpoints[b.ref.service].append(b.ref.endpoint)
-        refused = await asyncio.gather(*(
-            self._refused(self.keys.endpoints(svc), eps, s.max_endpoints_per_service)
-            for svc, eps in endpoints.items()))
+        refused = [await self._refused(self.keys.endpoints(svc), eps, s.max_endpoints_per_service)
+                   for svc, eps in endpoints.items()]  # new services only: rare
         no_endpoints = {(svc, ep) for svc, r in zip(endpoints, refused, strict=True) for ep in r}
         if len(self._admitted) >= MAX_ADMITTED:
             self._admitted.clear()

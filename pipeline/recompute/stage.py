@@ -207,11 +207,11 @@ class Recomputer:
             h = baseline.to_hash()
             args += [h["p50"].encode(), h["p95"].encode(), h["mad"].encode(),
                      h["count"].encode(), h["updated_ms"].encode()]
-        if keys and is_cluster(self.redis):  # a script per hash slot, all at once
+        if keys and is_cluster(self.redis):  # a script per hash slot, pipelined per node
             parts = by_slot(range(len(keys)), lambda i: keys[i]).values()
-            await asyncio.gather(*(self._store_script(
-                [keys[i] for i in part], [args[0], *(a for i in part for a in args[1 + 5 * i:6 + 5 * i])])
-                for part in parts))
+            await self._store_script.many([
+                ([keys[i] for i in part], [args[0], *(a for i in part for a in args[1 + 5 * i:6 + 5 * i])])
+                for part in parts])
         elif keys:
             await self._store_script(keys, args)
         await self.redis.incr(self.keys.base_version)

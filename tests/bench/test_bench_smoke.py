@@ -31,6 +31,9 @@ BENCHMARKS = [
      ["buckets", "window_s", "buckets_per_s", "fetch_only_s"]),
     ("memory", ["bytes/sample", "bytes/trace"], ["samples", "seen"]),
     ("scaling", ["consumers", "events/s"], ["runs", "project_speedup_2_vs_1"]),
+    # Starts its own local 3-primary cluster (--redis-url is the single node's: not used).
+    ("cluster", ["ceiling", "project", "events/s per primary", "XREADGROUP"],
+     ["ceiling", "project", "ratio_project_vs_ceiling", "stream_limits"]),
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -41,9 +44,9 @@ def test_benchmark_smoke(module: str, words: list[str], keys: list[str], tmp_pat
     if module == "check_api" and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path / f"{module}.json"
+    url = [] if module == "cluster" else ["--redis-url", REDIS_URL]
     done = subprocess.run(
-        [sys.executable, "-m", f"scripts.bench.{module}", "--smoke", "--json", str(out),
-         "--redis-url", REDIS_URL],
+        [sys.executable, "-m", f"scripts.bench.{module}", "--smoke", "--json", str(out), *url],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

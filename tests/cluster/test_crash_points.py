@@ -68,21 +68,18 @@ async def test_a_consumer_dying_at_each_point_loses_and_doubles_nothing(
     dying = ingestor(redis, keys)
     call = slot_call(dying)
     if point == "some_slots":  # the first slot's call applies, every later one "dies"
-        applied = 0
-        real = call.call._script
+        script = call.call._script
+        real = script.many
 
-        async def first_only(keys_: list[bytes], args: list[bytes]) -> Any:
-            nonlocal applied
-            applied += 1
-            if applied > 1:
-                raise Crash
-            return await real(keys_, args)
+        async def first_only(calls: list[Any]) -> Any:
+            await real(calls[:1])
+            raise Crash  # the other slots' calls never reached Redis
 
-        monkeypatch.setattr(call.call, "_script", first_only)
+        monkeypatch.setattr(script, "many", first_only)
     elif point == "before_publish":
         monkeypatch.setattr(call, "_publish", _die)
     elif point == "before_flag":
-        monkeypatch.setattr(call, "_mark_published", _die)
+        monkeypatch.setattr(call._mark_published, "many", _die)
     else:
         monkeypatch.setattr(call.redis, "xack", _die)
     with pytest.raises(Crash):
