@@ -28,6 +28,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from pipeline.cluster import by_slot
+from pipeline.events import EventParts
 from pipeline.ingest.batch import ANOMALIES_MAXLEN, BUCKET, ENTRY_ID, PARTS, BucketKeys, IngestCall, Item
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
@@ -54,7 +55,7 @@ class SlotIngest:
         self._mark_published = PackedScript(redis, MARK_PUBLISHED_LUA)
         self._admitted: dict[tuple[str, str], int] = {}
 
-    def bucket(self, parts: Any) -> BucketKeys:
+    def bucket(self, parts: EventParts) -> BucketKeys:
         return self.call.bucket(parts)
 
     async def __call__(

@@ -7,6 +7,8 @@ from redis.asyncio import Redis
 
 from pipeline.cluster import is_cluster
 from pipeline.errors import ConfigError
+from pipeline.keys import Keys
+from pipeline.tempo_source.state import Coverage, Lease, Watermark
 from services.redis_client import connect, open_redis, redact, seeds
 from tests.cluster.servers import LocalCluster
 from tests.conftest import REDIS_URL
@@ -57,3 +59,19 @@ async def test_ready_means_every_primary_answers(redis: Redis) -> None:
     from pipeline.cluster import ping
 
     assert await ping(redis)
+
+
+async def test_tempo_source_state_works_on_a_cluster(redis: Redis, keys: Keys) -> None:
+    """The lease, watermark and covered ranges: one key each, one-key scripts."""
+    a, b = Lease(redis, keys, 10, "a"), Lease(redis, keys, 10, "b")
+    assert await a.acquire() and not await b.acquire()
+    assert await a.renew() and await a.holder_now() == "a"
+    await a.release()
+    assert await b.acquire()
+    mark = Watermark(redis, keys)
+    assert await mark.advance(100) and not await mark.advance(50) and await mark.get() == 100
+    covered = Coverage(redis, keys)
+    await covered.add(0, 10)
+    await covered.add(10, 20)
+    assert await covered.intervals() == [(0, 20)]
+    assert await covered.gaps(0, 30) == [(20, 30)]
