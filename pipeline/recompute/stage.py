@@ -207,7 +207,7 @@ class Recomputer:
             h = baseline.to_hash()
             args += [h["p50"].encode(), h["p95"].encode(), h["mad"].encode(),
                      h["count"].encode(), h["updated_ms"].encode()]
-        if keys and is_cluster(self.redis):  # a script per hash slot, pipelined per node
+        if keys and is_cluster(self.redis):  # a script per hash slot, several in flight
             parts = by_slot(range(len(keys)), lambda i: keys[i]).values()
             await self._store_script.many([
                 ([keys[i] for i in part], [args[0], *(a for i in part for a in args[1 + 5 * i:6 + 5 * i])])
