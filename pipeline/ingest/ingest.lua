@@ -45,7 +45,7 @@
 -- (measured: 7.3 bytes per sample for a ring filled a sample at a time).
 local group = ARGV[1]
 local window_s = tonumber(ARGV[2])
-local seen_ttl = tonumber(ARGV[3])
+local seen_ttl = ARGV[3]
 local bucket_ttl = tonumber(ARGV[4])
 local window_size = tonumber(ARGV[5])
 local anomalies_maxlen = ARGV[6]
@@ -274,7 +274,7 @@ for b = 1, nb do
         redis.call('EXPIRE', dur_key, bucket_ttl)
       end
       if not settled[b] and slot_mode then
-        redis.call('SET', KEYS[3 + 3 * b], window .. '!', 'EX', math.max(seen_ttl, mark_ttl))
+        redis.call('SET', KEYS[3 + 3 * b], window .. '!', 'EX', math.max(tonumber(seen_ttl), mark_ttl))
         unpublished[b] = window
         marked = marked + 1
         settled[b] = true
