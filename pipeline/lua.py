@@ -6,17 +6,25 @@ redis-py packs each argument through a generic encoder and re-joins a growing bu
 than the script's own per-event work in Redis. Ingest hands over bytes only, so packing is
 one format per argument. The command goes over a pooled connection the way redis-py
 sends its own (same timeouts, health checks and retries); a script missing after a Redis
-restart (NOSCRIPT) is loaded and the call repeated once.
+restart (NOSCRIPT) is loaded and the call repeated once. On a Redis Cluster the call goes
+through the cluster client instead (it routes by the keys' slot, all of which must be one
+slot, and follows MOVED/ASK); a new primary after a failover answers NOSCRIPT the same way.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from importlib.resources import files
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from pipeline.cluster import is_cluster
+
+# Calls of `many` in flight at once: enough to keep every primary of a cluster busy.
+MANY_IN_FLIGHT = 32
 
 
 def read_script(package: str | None, name: str) -> str:
@@ -34,12 +42,34 @@ class PackedScript:
         self._head = b"$7\r\nEVALSHA\r\n$40\r\n" + self.sha.encode() + b"\r\n"
 
     async def __call__(self, keys: list[bytes], args: list[bytes]) -> Any:
+        if is_cluster(self.redis):
+            return await self._cluster_call(keys, args)
         packed = self.pack(keys, args)
         try:
             return await self._send(packed)
         except NoScriptError:
             await self.redis.script_load(self.source)
             return await self._send(packed)
+
+    async def many(self, calls: list[tuple[list[bytes], list[bytes]]]) -> list[Any]:
+        """Several calls at once (a cluster's per-slot calls), at most MANY_IN_FLIGHT in
+        flight: the cluster client opens a connection per call in flight, up to 100 per
+        node. (Its pipelines refuse EVALSHA.)"""
+        gate = asyncio.Semaphore(MANY_IN_FLIGHT)
+
+        async def one(keys: list[bytes], args: list[bytes]) -> Any:
+            async with gate:
+                return await self(keys, args)
+
+        return list(await asyncio.gather(*(one(k, a) for k, a in calls)))
+
+    async def _cluster_call(self, keys: list[bytes], args: list[bytes]) -> Any:
+        """EVALSHA through the cluster client (SCRIPT LOAD goes to every primary)."""
+        try:
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.redis.script_load(self.source)
+            return await self.redis.evalsha(self.sha, len(keys), *keys, *args)
 
     def pack(self, keys: list[bytes], args: list[bytes]) -> bytes:
         """The whole EVALSHA command in RESP."""

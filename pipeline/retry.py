@@ -7,9 +7,13 @@ import random
 
 from redis import exceptions as redis_errors
 
-# Errors a stage survives by waiting: the server restarts, loads its AOF, or drops us.
+# Errors a stage survives by waiting: the server restarts, loads its AOF, or drops us; on
+# a cluster also: slots not served while a primary is down or failing over (CLUSTERDOWN,
+# TRYAGAIN during a resharding, no node of the topology reachable).
 TRANSIENT = (
     redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError, OSError,
+    redis_errors.ClusterError, redis_errors.ClusterDownError, redis_errors.TryAgainError,
+    redis_errors.RedisClusterException,
 )
 
 

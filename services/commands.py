@@ -21,7 +21,7 @@ from services.config import Settings
 from services.demo import DemoTraffic, print_anomalies
 from services.embedded import url_file
 from services.inspect import collect, render
-from services.redis_client import connect
+from services.redis_client import open_redis
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -145,7 +145,7 @@ def redis_url_for_tools(settings: Settings) -> str:
 
 
 async def inspect(settings: Settings, as_json: bool) -> int:
-    redis = connect(redis_url_for_tools(settings))
+    redis = await open_redis(redis_url_for_tools(settings), settings.redis.mode)
     try:
         report = await collect(redis, settings.keys())
     finally:
@@ -163,7 +163,7 @@ async def samples(settings: Settings, args: argparse.Namespace) -> int:
     ref = BucketRef(args.service, args.endpoint,
                     TimeBucket(now.hour if args.hour is None else args.hour,
                                args.day_type or now.day_type))
-    redis = connect(redis_url_for_tools(settings))
+    redis = await open_redis(redis_url_for_tools(settings), settings.redis.mode)
     try:
         values = await stored_samples.read(redis, settings.keys(), ref.id)
     finally:
@@ -191,7 +191,7 @@ async def backfill(settings: Settings, since: str) -> int:
         since_s = parse_since(since)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    redis = connect(redis_url_for_tools(settings))
+    redis = await open_redis(redis_url_for_tools(settings), settings.redis.mode)
     try:
         summary = await run_backfill(settings, redis, Metrics(), since_s, sys.stderr)
     finally:

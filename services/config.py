@@ -44,8 +44,12 @@ CACHE_TTL_DEFAULT_S = 5.0  # capped at recompute.interval_s: no staler than one 
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     url: str | None = setting(
-        None, "`redis://[user:password@]host:port/db`, `rediss://...` (TLS), `unix://`",
+        None, "`redis://[user:password@]host:port/db`, `rediss://...` (TLS), `unix://`; a "
+        "cluster: any node, or several comma-separated (`redis://h1:6379,h2:6379`)",
         unset="embedded server (`run`, `demo` only)")
+    mode: str = setting(
+        "auto", "`auto` asks the server (`INFO cluster`), `standalone` or `cluster`",
+        choices=("auto", "standalone", "cluster"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +249,8 @@ def validate(s: Settings) -> None:
     s.ui.validate()
     if s.redis.url and not s.redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("TLA_REDIS_URL must start with redis://, rediss:// or unix://")
+    if s.redis.url and s.redis.mode == "cluster" and s.redis.url.startswith("unix://"):
+        raise ConfigError("TLA_REDIS_MODE=cluster needs redis:// or rediss:// node addresses")
     if s.tempo.url and not s.tempo.url.startswith(("http://", "https://")):
         raise ConfigError("TLA_TEMPO_URL must start with http:// or https://")
     if (s.tempo.user is None) != (s.tempo.password is None):

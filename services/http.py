@@ -42,6 +42,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from pipeline import cluster
 from pipeline.errors import ConfigError, InvalidEvent, StoreUnavailable
 from pipeline.metrics import Metrics
 from services.health import Health
@@ -276,7 +277,7 @@ async def readyz(ctx: ServerContext, request: web.BaseRequest) -> web.Response:
     """Redis answers within READY_TIMEOUT_S and no stage is restarting or failed."""
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):  # not wait_for: see pipeline/retry.py
-            redis_ok = bool(await ctx.redis.ping())
+            redis_ok = await cluster.ping(ctx.redis)
     except (RedisError, OSError, TimeoutError):
         redis_ok = False
     ready = redis_ok and not ctx.health.broken()

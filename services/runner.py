@@ -36,7 +36,7 @@ from services.config import Settings
 from services.embedded import embedded_redis
 from services.health import Health
 from services.http import serving
-from services.redis_client import connect, redact
+from services.redis_client import open_redis, redact
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,12 @@ async def runtime(settings: Settings, embedded_ok: bool) -> AsyncIterator[Runtim
                     "start an embedded server"
                 )
             url = await stack.enter_async_context(embedded_redis(Path(settings.state_dir)))
-        redis = connect(url)
+        stop = asyncio.Event()
+        mode = settings.redis.mode if settings.redis.url else "standalone"  # embedded: one node
+        redis = await open_redis(url, mode, stop)
         stack.push_async_callback(redis.aclose)
         log.info("event=redis url=%s", redact(url))
-        yield Runtime(settings, redis, url, Metrics(), Health(), asyncio.Event())
+        yield Runtime(settings, redis, url, Metrics(), Health(), stop)
 
 
 def build_stages(rt: Runtime, roles: list[str]) -> dict[str, Stage]:

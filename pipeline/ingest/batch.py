@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, ZoneBuckets
 from pipeline.daytypes import NO_HOLIDAYS, Calendar
+from pipeline.cluster import is_cluster
 from pipeline.entries import AnomalyEntry
 from pipeline.events import (
     DURATION_MS,
@@ -58,10 +59,13 @@ class BucketKeys:
     endpoint_b: bytes
 
     @classmethod
-    def of(cls, ref: BucketRef, keys: Keys) -> BucketKeys:
+    def of(cls, ref: BucketRef, keys: Keys, slot_mode: bool = False) -> BucketKeys:
+        """`slot_mode` (a cluster): the endpoint index, in another slot, is left out (the
+        mark key stands in; ingest.lua does not touch it then)."""
         bucket_id = ref.id
+        index = keys.mark(bucket_id) if slot_mode else keys.endpoints(ref.service)
         script_keys = (keys.dur(bucket_id).encode(), keys.mark(bucket_id).encode(),
-                       keys.endpoints(ref.service).encode())
+                       index.encode())
         return cls(ref, bucket_id, keys.seen(ref.tag, ""), script_keys, bucket_id.encode(),
                    ref.service.encode(), ref.endpoint.encode())
 
@@ -86,11 +90,14 @@ class IngestCall:
         self._stream_keys = [k.encode() for k in (keys.traces, keys.dirty, keys.anomalies,
                                                   keys.services)]
         s = settings
+        # Slot mode (a cluster, pipeline/ingest/slots.py): streams and caps are handled
+        # outside the call, which then applies the buckets of one hash slot.
+        self.slot_mode = is_cluster(redis)
         self._static_args = [str(a).encode() for a in (
-            INGEST_GROUP, window_s, s.dedup_ttl_s, s.bucket_ttl_s, rule.window_size,
-            ANOMALIES_MAXLEN)]
-        self._max_endpoints_arg = str(s.max_endpoints_per_service).encode()
-        self._max_services_arg = str(s.max_services).encode()
+            "" if self.slot_mode else INGEST_GROUP, window_s, s.dedup_ttl_s, s.bucket_ttl_s,
+            rule.window_size, ANOMALIES_MAXLEN)]
+        self._max_endpoints_arg = b"0" if self.slot_mode else str(s.max_endpoints_per_service).encode()
+        self._max_services_arg = b"0" if self.slot_mode else str(s.max_services).encode()
         self._zone_buckets = ZoneBuckets(zone, calendar or NO_HOLIDAYS)
         self._bucket_memo: dict[tuple[str, str, int, str], BucketKeys] = {}
         self._thresholds: dict[
@@ -107,18 +114,15 @@ class IngestCall:
             if len(self._bucket_memo) >= MAX_MEMO_BUCKETS:
                 self._bucket_memo.clear()
             ref = BucketRef(parts[SERVICE], parts[ENDPOINT], time_bucket)
-            bucket = BucketKeys.of(ref, self.keys)
+            bucket = BucketKeys.of(ref, self.keys, self.slot_mode)
             self._bucket_memo[memo_key] = bucket
         return bucket
 
-    async def __call__(
-        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
-        fallbacks: Mapping[str, Fallback] | None = None,
-    ) -> list[Any]:
-        """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
-        bucket the endpoint cap refused (negated when the service cap did). `fallbacks`:
+    def build(self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
+              fallbacks: Mapping[str, Fallback] | None = None) -> tuple[list[bytes], list[bytes]]:
+        """The script call's keys and arguments for a batch grouped by bucket. `fallbacks`:
         the baseline that judges each thin bucket that has one (pipeline/fallback.py)."""
-        keys = list(self._stream_keys)
+        keys = [next(iter(groups)).keys[0]] * 4 if self.slot_mode else list(self._stream_keys)
         seen_keys: list[bytes] = []
         ids: list[bytes] = []
         flags: list[bytes] = []
@@ -139,8 +143,22 @@ class IngestCall:
         args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
                 b"%d" % len(ids), b"%d" % len(flags), self._max_services_arg, *flags, *ids,
                 *per_bucket]
-        reply: list[Any] = await self._script(keys + seen_keys, args)
+        return keys + seen_keys, args
+
+    async def __call__(
+        self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
+        fallbacks: Mapping[str, Fallback] | None = None,
+    ) -> list[Any]:
+        """The script's reply: new, duplicate, marked, flagged, then the ordinal of each
+        bucket the endpoint cap refused (negated when the service cap did)."""
+        reply: list[Any] = await self._script(*self.build(groups, baselines, fallbacks))
         return reply
+
+    async def many(self, parts: list[dict[BucketKeys, list[Item]]],
+                   baselines: dict[str, Baseline | None],
+                   fallbacks: Mapping[str, Fallback] | None = None) -> list[list[Any]]:
+        """Slot mode: one call per part (the buckets of one slot), pipelined per node."""
+        return await self._script.many([self.build(part, baselines, fallbacks) for part in parts])
 
     def _threshold(self, bucket: BucketKeys, baseline: Baseline | None,
                    fallback: Fallback | None) -> Threshold | None:

@@ -15,6 +15,14 @@
 -- for a bucket whose endpoint is over its service's cap, -b when the service is over
 -- the cap on services.
 --
+-- Slot mode (a Redis Cluster: group ARGV[1] is empty, both caps 0, KEYS 1-4 and each
+-- bucket's third key are stand-ins in the batch's one slot, never touched): the call
+-- applies the buckets of one hash slot and leaves the streams to the caller
+-- (pipeline/ingest/slots.py): no XACK, no XADD. A new dirty mark is written as
+-- "<window>!" (not yet published) that lives as long as the dedup keys; it returns
+-- {new, duplicate, marked_dirty, anomalies_recorded, {b, window, ...} of every bucket in
+-- the call whose mark is unpublished, {ordinal of each new flagged event, ...}}.
+--
 -- Dedup, push, trim, dirty mark and ack happen in one step: a consumer killed at any
 -- instant either did all of it (the entry is acked) or none (it is redelivered and the
 -- seen key, absent, lets it count once).
@@ -47,6 +55,7 @@ local n_events = tonumber(ARGV[9])
 local na = tonumber(ARGV[10])
 local max_services = tonumber(ARGV[11])
 local first_id = 12 + na
+local slot_mode = (group == '')
 
 -- The server's clock defines windows, so every consumer agrees on them.
 local now = redis.call('TIME')
@@ -149,7 +158,7 @@ local function add_samples(key, len, data)
   end
 end
 
-for i = 1, 3 do
+for i = 1, slot_mode and 0 or 3 do
   local err = wrong_type(KEYS[i], 'stream')
   if err then return redis.error_reply(err) end
 end
@@ -160,17 +169,22 @@ end
 -- settled[b]: the bucket was already marked dirty in this window; lens[b]: its ring's length.
 -- Each endpoint index's type is checked once per call (its service's buckets share it).
 local settled, lens, typed = {}, {}, {}
+local unpublished, fresh_flags = {}, {}  -- slot mode: bucket -> window; new flagged ordinals
 for b = 1, nb do
   local mark_key = KEYS[3 + 3 * b]
   local mark = redis.pcall('GET', mark_key)  -- GET fails on a non-string: the mark's check
   if type(mark) == 'table' and mark['err'] then
     return redis.error_reply('WRONGTYPE ' .. mark_key .. ' is not a string')
   end
+  if slot_mode and type(mark) == 'string' and mark:sub(-1) == '!' then
+    mark = mark:sub(1, -2)
+    unpublished[b] = mark
+  end
   settled[b] = (mark == window)
   local len, err = ring_len(KEYS[2 + 3 * b])
   lens[b] = len
   local index_key = KEYS[4 + 3 * b]
-  if not err and not settled[b] and not typed[index_key] then
+  if not err and not settled[b] and not slot_mode and not typed[index_key] then
     err = wrong_type(index_key, 'zset')
     typed[index_key] = true
   end
@@ -256,7 +270,10 @@ for b = 1, nb do
         nfresh = nfresh + 1
         fresh[nfresh] = ARGV[i]
         local at = flags[e]
-        if at then
+        if at and slot_mode then
+          fresh_flags[#fresh_flags + 1] = e
+          flagged = flagged + 1
+        elseif at then
           redis.call('XADD', KEYS[3], 'MAXLEN', '~', anomalies_maxlen, '*',
                      unpack(ARGV, at + 2, at + 1 + tonumber(ARGV[at + 1])))
           flagged = flagged + 1
@@ -273,7 +290,12 @@ for b = 1, nb do
       if not settled[b] or lens[b] == 0 then
         redis.call('EXPIRE', dur_key, bucket_ttl)
       end
-      if not settled[b] then
+      if not settled[b] and slot_mode then
+        redis.call('SET', KEYS[3 + 3 * b], window .. '!', 'EX', math.max(tonumber(seen_ttl), mark_ttl))
+        unpublished[b] = window
+        marked = marked + 1
+        settled[b] = true
+      elseif not settled[b] then
         redis.call('SET', KEYS[3 + 3 * b], window, 'EX', mark_ttl)
         redis.call('XADD', KEYS[2], '*', 'bucket', bucket_id, 'window', window)
         marked = marked + 1
@@ -282,6 +304,13 @@ for b = 1, nb do
     end
   end
   a = a + 4 + n
+end
+if slot_mode then
+  local pubs = {}
+  for b = 1, nb do
+    if unpublished[b] then pubs[#pubs + 1] = b; pubs[#pubs + 1] = unpublished[b] end
+  end
+  return {new, dup, marked, flagged, pubs, fresh_flags}
 end
 if acks then
   if #acks > 0 then

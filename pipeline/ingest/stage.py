@@ -22,6 +22,7 @@ from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef
 from pipeline.daytypes import Calendar
+from pipeline.cluster import is_cluster
 from pipeline.entries import DeadLetterMeta
 from pipeline.errors import InvalidEvent
 from pipeline.events import parse_parts
@@ -29,6 +30,7 @@ from pipeline.fallback import Fallbacks
 from pipeline.ingest.batch import ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.metrics import IngestMetrics
 from pipeline.ingest.settings import IngestSettings
+from pipeline.ingest.slots import SlotIngest
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.retry import TRANSIENT, Backoff
@@ -98,7 +100,10 @@ class Ingestor:
         self.metrics = metrics
         self.series = metrics.part(IngestMetrics)
         self.consumer = consumer
-        self._call = IngestCall(redis, keys, settings, rule, zone, window_s, calendar)
+        call = IngestCall(redis, keys, settings, rule, zone, window_s, calendar)
+        # A cluster applies a batch per hash slot (pipeline/ingest/slots.py).
+        self._call: IngestCall | SlotIngest = (
+            SlotIngest(redis, call, keys, settings, window_s) if is_cluster(redis) else call)
         self._fallbacks = Fallbacks(baselines, rule)
         self._cap_logged: dict[str, float] = {}
 
@@ -280,7 +285,7 @@ class Ingestor:
             return await self.apply(batch.groups, batch.baselines, batch.fallbacks)
         except ResponseError as e:
             size = sum(map(len, batch.groups.values()))
-            if streams.is_nogroup(e) or isinstance(e, NoScriptError) or size == 1:
+            if streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT)) or size == 1:
                 raise
             log.warning("event=batch_failed size=%d error=%r action=isolate", size, str(e))
         total, rejected = BatchResult(), []
@@ -290,7 +295,7 @@ class Ingestor:
                     one, capped = await self.apply({bucket: [item]}, batch.baselines,
                                                    batch.fallbacks)
                 except ResponseError as e:
-                    if streams.is_nogroup(e) or isinstance(e, NoScriptError):
+                    if streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT)):
                         raise
                     rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
                     continue
@@ -370,7 +375,10 @@ class Ingestor:
         )
 
     async def dead_letter(self, bad: list[tuple[bytes, dict[bytes, bytes], str]]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        """Copy to the dead-letter stream and ack, in one transaction; on a cluster (two
+        slots) the ack follows the copy: a crash between them only copies again."""
+        cluster = is_cluster(self.redis)
+        async with self.redis.pipeline(transaction=not cluster) as pipe:
             for entry_id, fields, error in bad:
                 log.warning("event=dead_letter origin_id=%s error=%r", entry_id.decode(), error)
                 meta: DeadLetterMeta = {"error": error, "origin_id": entry_id.decode(),
@@ -379,8 +387,11 @@ class Ingestor:
                 record.update({name.encode(): str(value).encode() for name, value in meta.items()})
                 pipe.xadd(self.keys.dead, record, maxlen=DEAD_MAXLEN,
                           approximate=True)
-            pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
+            if not cluster:
+                pipe.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
             await pipe.execute()
+        if cluster:
+            await self.redis.xack(self.keys.traces, INGEST_GROUP, *[b[0] for b in bad])
         self.series.events.labels("dead_lettered").inc(len(bad))
 
 

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from pipeline import samples, streams
 from pipeline.buckets import BucketRef
+from pipeline.cluster import by_slot, is_cluster
 from pipeline.fallback import endpoint_id
 from pipeline.keys import RECOMPUTE_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
@@ -221,7 +222,12 @@ class Recomputer:
             h = baseline.to_hash()
             args += [h["p50"].encode(), h["p95"].encode(), h["mad"].encode(),
                      h["count"].encode(), h["updated_ms"].encode()]
-        if keys:
+        if keys and is_cluster(self.redis):  # a script per hash slot, several in flight
+            parts = by_slot(range(len(keys)), lambda i: keys[i]).values()
+            await self._store_script.many([
+                ([keys[i] for i in part], [args[0], *(a for i in part for a in args[1 + 5 * i:6 + 5 * i])])
+                for part in parts])
+        elif keys:
             await self._store_script(keys, args)
         await self.redis.incr(self.keys.base_version)
 

@@ -33,6 +33,9 @@ BENCHMARKS = [
     ("scaling", ["consumers", "events/s"], ["runs", "project_speedup_2_vs_1"]),
     ("producers", ["plain XADD", "otlp receiver", "kafka source", "spans/s", "events/s"],
      ["xadd", "otlp", "kafka", "ratio_otlp_events_vs_xadd", "ratio_kafka_events_vs_xadd"]),
+    # Starts its own local 3-primary cluster (--redis-url is the single node's: not used).
+    ("cluster", ["ceiling", "project", "events/s per primary", "XREADGROUP"],
+     ["ceiling", "project", "ratio_project_vs_ceiling", "stream_limits"]),
 ]
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -43,9 +46,9 @@ def test_benchmark_smoke(module: str, words: list[str], keys: list[str], tmp_pat
     if module == "check_api" and shutil.which("wrk") is None:
         pytest.skip("wrk is not installed (apt-get install -y wrk)")
     out = tmp_path / f"{module}.json"
+    url = [] if module == "cluster" else ["--redis-url", REDIS_URL]
     done = subprocess.run(
-        [sys.executable, "-m", f"scripts.bench.{module}", "--smoke", "--json", str(out),
-         "--redis-url", REDIS_URL],
+        [sys.executable, "-m", f"scripts.bench.{module}", "--smoke", "--json", str(out), *url],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -147,11 +147,13 @@ class Proc:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path, prefix: str) -> Iterator[Callable[..., Proc]]:
-    """Start `tempo-anomaly <command>` with test settings; all are killed at teardown."""
+def spawn(tmp_path: Path, prefix: str, redis_url: str) -> Iterator[Callable[..., Proc]]:
+    """Start `tempo-anomaly <command>` with test settings; all are killed at teardown.
+    The processes use the `redis_url` fixture's server (a cluster's, under tests/cluster)."""
     procs: list[Proc] = []
+    default_url = redis_url
 
-    def start(command: str, redis_url: str = REDIS_URL, **settings: object) -> Proc:
+    def start(command: str, redis_url: str = default_url, **settings: object) -> Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TLA_")}
         env.update({"TLA_REDIS_URL": redis_url, "TLA_KEY_PREFIX": prefix,
                     "TLA_STATE_DIR": str(tmp_path / "state"), "PYTHONUNBUFFERED": "1"})

@@ -29,7 +29,10 @@ def window_second(r) -> float:  # type: ignore[no-untyped-def]
 def test_sigterm_under_load_leaves_nothing_pending(sredis, truth: Truth, spawn) -> None:
     rng = random.Random(5)
     keys = truth.keys
-    settings = {"ingest_batch_size": 50, "recompute_interval_s": WINDOW_S, "api_cache_ttl_s": 1}
+    # Rings hold every sample (the default 1000 per bucket would drop the oldest once a
+    # fast producer sends more than 18 x 1000, and the count below would miss them).
+    settings = {"ingest_batch_size": 50, "recompute_interval_s": WINDOW_S, "api_cache_ttl_s": 1,
+                "rule_window_size": 100000}
     ingest = [spawn("ingest", ingest_consumer=f"g{i}", **settings) for i in range(2)]
     recompute = spawn("recompute", ingest_consumer="g-r", **settings)
     wait_until("the groups", lambda: group_state(sredis, keys.traces) != (-1, -1)

@@ -19,7 +19,7 @@ IDS = 100  # "GET /users/<id>": one endpoint per request
 
 
 async def test_names_over_the_limit_are_dead_lettered_with_the_limit(
-    redis: Redis, truth: Truth
+    redis: Redis, sredis, truth: Truth
 ) -> None:
     keys = truth.keys
     ok_service = "s" * MAX_SERVICE_CHARS
@@ -36,14 +36,7 @@ async def test_names_over_the_limit_are_dead_lettered_with_the_limit(
         f"endpoint: is {MAX_ENDPOINT_CHARS + 1} characters, the limit is {MAX_ENDPOINT_CHARS}",
         f"service: is {MAX_SERVICE_CHARS + 1} characters, the limit is {MAX_SERVICE_CHARS}",
     ]
-    assert sum(sum(c.values()) for c in truth.counted(_sync(redis)).values()) == 1
-
-
-def _sync(redis: Redis):  # the Truth helper reads with a synchronous client
-    import redis as sync_redis
-
-    kw = redis.connection_pool.connection_kwargs
-    return sync_redis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
+    assert sum(sum(c.values()) for c in truth.counted(sredis).values()) == 1
 
 
 async def test_endpoint_cap_bounds_cardinality_with_metric_and_log(
@@ -87,7 +80,7 @@ async def test_endpoint_cap_bounds_cardinality_with_metric_and_log(
 
 
 async def test_service_cap_bounds_cardinality_with_metric_and_log(
-    redis: Redis, truth: Truth, caplog: pytest.LogCaptureFixture
+    redis: Redis, sredis, truth: Truth, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A producer that puts pod names in the service name must not grow Redis without bound."""
     keys = truth.keys
@@ -107,7 +100,7 @@ async def test_service_cap_bounds_cardinality_with_metric_and_log(
     assert metrics.registry.get_sample_value("tla_ingest_endpoint_cap_rejected_total") == 0
     assert len([r for r in caplog.records if "event=service_cap_reached" in r.getMessage()]) == 1
     assert await redis.zcard(keys.services) == 3
-    assert truth.counted(_sync(redis)) == truth.expected()
+    assert truth.counted(sredis) == truth.expected()
     assert (await redis.xpending(keys.traces, INGEST_GROUP))["pending"] == 0
 
     # A tracked service keeps counting; one idle past the bucket TTL frees its slot.

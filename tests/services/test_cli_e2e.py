@@ -49,20 +49,26 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix: str) -> None:
-    env = {**env, "TLA_REDIS_URL": REDIS_URL}
+def test_run_learns_flags_explains_and_stops_cleanly(
+    env: dict[str, str], prefix: str, redis_url: str, sredis: redis_sync.Redis
+) -> None:
+    """Also run on a Redis Cluster and a Valkey cluster (tests/cluster/test_e2e.py), with
+    the fixtures pointed there."""
+    env = {**env, "TLA_REDIS_URL": redis_url}
     proc = subprocess.Popen([*BIN, "run"], env=env, cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_until("the API", lambda: api_up(env["TLA_API_PORT"]), 20)
-        r = redis_sync.Redis.from_url(REDIS_URL)
+        r = sredis
         now = time.time_ns()
         for i in range(80):
             r.xadd(f"{prefix}traces", {"trace_id": f"{i + 1:x}", "service": "checkout",
                                        "endpoint": "POST /pay", "start_ns": str(now),
                                        "duration_ms": str(100 + i % 7)})
+        r.xadd(f"{prefix}traces", {"trace_id": "1", "service": "checkout",  # a duplicate
+                                   "endpoint": "POST /pay", "start_ns": str(now),
+                                   "duration_ms": "100"})
         r.xadd(f"{prefix}traces", {"trace_id": "zz", "service": "checkout"})
-        r.close()
         check = [*BIN, "check", "--service", "checkout", "--endpoint", "POST /pay",
                  "--duration-ms", "900", "--start-ns", str(now)]
 
@@ -81,14 +87,18 @@ def test_run_learns_flags_explains_and_stops_cleanly(env: dict[str, str], prefix
                                "--last", "3"], env=env, cwd=ROOT, text=True, capture_output=True)
         assert ": 80 samples (window 1000)" in ring.stdout, ring.stdout + ring.stderr
         assert ring.stdout.rstrip().endswith("(ms): 100 101 102"), ring.stdout  # i = 77, 78, 79
+        r.xadd(f"{prefix}traces", {"trace_id": "5105", "service": "checkout",
+                                   "endpoint": "POST /pay", "start_ns": str(now),
+                                   "duration_ms": "900"})
+        wait_until("the slow trace in the anomalies stream",
+                   lambda: r.xlen(f"{prefix}anomalies") == 1, 20)
+        assert r.xrange(f"{prefix}anomalies")[0][1][b"trace_id"].endswith(b"5105")
     finally:
         code, out = stop(proc)
     assert code == 0, out
     assert "event=shutdown signal=SIGTERM" in out and "Traceback" not in out
-    r = redis_sync.Redis.from_url(REDIS_URL)
     assert r.xpending(f"{prefix}traces", "ingest")["pending"] == 0
     assert r.xinfo_groups(f"{prefix}traces")[0]["consumers"] == 0
-    r.close()
 
 
 def test_stage_commands_need_a_redis_url(env: dict[str, str]) -> None:

@@ -59,7 +59,7 @@ def stages_of(roles: list[str], **env: str) -> set[str]:
 
 
 def test_run_starts_the_receiver_when_the_port_is_set_and_kafka_when_brokers_are() -> None:
-    assert stages_of(list(ROLES)) == {"ingest", "recompute", "api", "metrics"}
+    assert stages_of(list(ROLES)) == {"ingest", "recompute", "detect", "api", "metrics"}
     assert "otlp" in stages_of(list(ROLES), TLA_OTLP_PORT="4318")
     assert "kafka-source" in stages_of(list(ROLES), TLA_KAFKA_BROKERS="k:9092")
     assert stages_of(["otlp"]) == {"otlp"}  # the role listens on 4318 by default
