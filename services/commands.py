@@ -22,6 +22,7 @@ from services.demo import DemoTraffic, print_anomalies
 from services.embedded import url_file
 from services.inspect import collect, render
 from services.redis_client import open_redis
+from services.roles import ROLES
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -30,7 +31,7 @@ async def run(settings: Settings, demo: bool) -> int:
     """Every stage + the API in one process (the embedded store when no Redis is set)."""
     async with runner.runtime(settings, embedded_ok=True) as rt:
         runner.install_signals(rt.stop)
-        stages = runner.build_stages(rt, list(runner.ROLES))
+        stages = runner.build_stages(rt, list(ROLES))
         extra: tuple[runner.Stage, ...] = ()
         if demo:
             traffic = DemoTraffic(rt.redis, settings.keys(), load_zone(settings.timezone))
