@@ -82,6 +82,15 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dic
         return r.status, dict(r.headers), await r.read()
 
 
+async def undecompressed_client(aiohttp_client: Callable[..., Awaitable[TestClient]],
+                                receiver: OtlpReceiver) -> TestClient:
+    """A client of the receiver's router on a server that hands it gzip bodies as they
+    came (`auto_decompress` off: RawTestServer's constructor drops it, start_server not)."""
+    server = RawTestServer(receiver.router)
+    await server.start_server(auto_decompress=False)
+    return await aiohttp_client(server)
+
+
 async def entries(redis: Redis, keys: Keys) -> list[dict[bytes, bytes]]:
     return [fields for _id, fields in await redis.xrange(keys.traces)]
 
@@ -187,7 +196,7 @@ async def test_gzip_is_decoded_once_whether_or_not_aiohttp_did(
     body = gzip.compress(export(("shop", [span(T1, 1, "GET /a", 2_000_000)])).SerializeToString())
     status, _, _ = await post(url, body, {**PROTOBUF, "Content-Encoding": "gzip"})
     assert status == 200
-    raw = await aiohttp_client(RawTestServer(receiver.router, auto_decompress=False))
+    raw = await undecompressed_client(aiohttp_client, receiver)
     other = gzip.compress(export(("shop", [span(T2, 1, "GET /b", 2_000_000)])).SerializeToString())
     answer = await raw.post("/v1/traces", data=other,
                             headers={**PROTOBUF, "Content-Encoding": "gzip"})
@@ -212,15 +221,17 @@ async def test_a_large_export_is_decoded_off_the_event_loop_and_answers_correctl
         body = gzip.compress(body)
     assert otlp.off_loop(body), len(body)
     threads: list[int] = []
+    bodies: list[bytes] = []
     decode = otlp._decode
 
-    def recorded(*args: Any) -> Any:
+    def recorded(ctx: Any, body: bytes, as_json: bool) -> Any:
         threads.append(threading.get_ident())
-        return decode(*args)
+        bodies.append(body)
+        return decode(ctx, body, as_json)
 
     monkeypatch.setattr(otlp, "_decode", recorded)
     if encoding == "gzip":
-        raw = await aiohttp_client(RawTestServer(receiver.router, auto_decompress=False))
+        raw = await undecompressed_client(aiohttp_client, receiver)
         answer = await raw.post("/v1/traces", data=body,
                                 headers={**headers, "Content-Encoding": "gzip"})
         status, reply = answer.status, await answer.read()
@@ -234,6 +245,7 @@ async def test_a_large_export_is_decoded_off_the_event_loop_and_answers_correctl
     else:
         assert ExportTraceServiceResponse.FromString(reply).partial_success.rejected_spans == 1
     assert threads and threads[0] != threading.get_ident()
+    assert bodies[0].startswith(otlp.GZIP_MAGIC) == (encoding == "gzip")  # inflated here
     published = [parse_entry(e) for e in await entries(redis, keys)]
     assert {e.trace_id for e in published} == {f"{T1 + i:032x}" for i in range(n)}
     assert len(published) == n
