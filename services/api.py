@@ -46,6 +46,7 @@ from services.http import (
     Route,
     Router,
     arrived_body,
+    int_param,
     json_bytes_response,
     json_response,
     read_arriving,
@@ -176,13 +177,7 @@ def _query_bucket(request: web.BaseRequest, ctx: ApiContext) -> BucketRef:
     service = string_field(dict(q), "service", MAX_SERVICE_CHARS)
     endpoint = string_field(dict(q), "endpoint", MAX_ENDPOINT_CHARS)
     now_bucket = ctx.buckets(time.time_ns())
-    hour_text = q.get("hour")
-    if hour_text is None:
-        hour = now_bucket.hour
-    elif hour_text.isdecimal() and 0 <= int(hour_text) <= 23:  # not isdigit: "²"
-        hour = int(hour_text)
-    else:
-        raise InvalidEvent("hour", f"must be an integer 0-23, got {hour_text[:20]!r}")
+    hour = int_param(q, "hour", now_bucket.hour, 0, 23)
     try:
         day_type = parse_day_type(q["dayType"]) if "dayType" in q else now_bucket.day_type
     except ValueError as e:

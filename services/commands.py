@@ -22,6 +22,7 @@ from services.demo import DemoTraffic, print_anomalies
 from services.embedded import url_file
 from services.inspect import collect, render
 from services.redis_client import open_redis
+from services.roles import ROLES
 
 HTTP_TIMEOUT_S = 10.0
 
@@ -30,7 +31,7 @@ async def run(settings: Settings, demo: bool) -> int:
     """Every stage + the API in one process (the embedded store when no Redis is set)."""
     async with runner.runtime(settings, embedded_ok=True) as rt:
         runner.install_signals(rt.stop)
-        stages = runner.build_stages(rt, list(runner.ROLES))
+        stages = runner.build_stages(rt, list(ROLES))
         extra: tuple[runner.Stage, ...] = ()
         if demo:
             traffic = DemoTraffic(rt.redis, settings.keys(), load_zone(settings.timezone))
@@ -78,6 +79,15 @@ async def _call(settings: Settings, method: str, path: str, **kw: Any) -> tuple[
     return response.status_code, response.json()
 
 
+def _printed_json(status: int, reply: Any, as_json: bool) -> int | None:
+    """The API's JSON reply printed as it is when asked (--json) or an error, and the exit
+    status then; None: the caller prints the reply its own way."""
+    if as_json or status != 200:
+        print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
+        return 0 if status == 200 else 1
+    return None
+
+
 async def check(settings: Settings, args: argparse.Namespace) -> int:
     body: CheckRequest = {
         "rootServiceName": args.service,
@@ -86,9 +96,8 @@ async def check(settings: Settings, args: argparse.Namespace) -> int:
         "durationMs": args.duration_ms,
     }
     status, reply = await _call(settings, "POST", "/v1/anomaly/check", json=body)
-    if args.json or status != 200:
-        print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
-        return 0 if status == 200 else 1
+    if (exit_code := _printed_json(status, reply, args.json)) is not None:
+        return exit_code
     print(("ANOMALY: " if reply["isAnomaly"] else "normal: ") + reply["reason"])
     return 0
 
@@ -100,9 +109,8 @@ async def baseline(settings: Settings, args: argparse.Namespace) -> int:
     if args.day_type:
         params["dayType"] = args.day_type
     status, reply = await _call(settings, "GET", "/v1/baseline", params=params)
-    if args.json or status != 200:
-        print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
-        return 0 if status == 200 else 1
+    if (exit_code := _printed_json(status, reply, args.json)) is not None:
+        return exit_code
     b, t, where = reply["baseline"], reply["threshold"], reply["bucket"]
     print(f"{where['service']} {where['endpoint']}, {where['hour']:02d}:00 {where['dayType']} "
           f"{where['timezone']}: p50 {b['p50']} ms, p95 {b['p95']} ms, MAD {b['mad']} ms, "
@@ -124,9 +132,8 @@ async def incidents(settings: Settings, args: argparse.Namespace) -> int:
     if args.service:
         params["service"] = args.service
     status, reply = await _call(settings, "GET", "/v1/incidents", params=params)
-    if args.json or status != 200:
-        print(orjson.dumps(reply, option=orjson.OPT_INDENT_2).decode())
-        return 0 if status == 200 else 1
+    if (exit_code := _printed_json(status, reply, args.json)) is not None:
+        return exit_code
     for i in reply["incidents"]:
         print(f"{i['state'].upper():<6}  {i['reason']}")
     if not reply["incidents"]:

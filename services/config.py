@@ -48,7 +48,7 @@ class RedisSettings:
         "cluster: any node, or several comma-separated (`redis://h1:6379,h2:6379`)",
         unset="embedded server (`run`, `demo` only)")
     mode: str = setting(
-        "auto", "`auto` asks the server (`INFO cluster`), `standalone` or `cluster`",
+        "auto", "`auto` asks the server (`INFO cluster`); the others force it",
         choices=("auto", "standalone", "cluster"))
 
 
@@ -65,7 +65,7 @@ class ApiSettings:
         None, "in-process baseline cache lifetime", min=0,
         unset="derived: 5, or the recompute window if shorter")
     url: str | None = setting(
-        None, "where `check` and `baseline` find the API", unset="`http://<host>:<port>`")
+        None, "where `check`, `baseline` and `incidents` find the API", unset="`http://<host>:<port>`")
 
 
 @dataclass(frozen=True, slots=True)

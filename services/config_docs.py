@@ -37,20 +37,29 @@ def _is_section(f: dataclasses.Field[Any]) -> bool:
 
 
 def table() -> str:
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows = ["| variable | default | allowed | meaning |", "|---|---|---|---|"]
     for section, f, spec in settings_fields():
-        default = f"unset → {spec.unset}" if f.default is None else f"`{_scalar(f.default)}`"
+        default = f"unset → {spec.unset}" if f.default is None else f"`{_shown(f.default)}`"
         rows.append(f"| `{env_name(section, f.name)}` | {_cell(default)} | "
-                    f"{_cell(spec.meaning + _bounds(spec))} |")
+                    f"{_cell(_allowed(spec, f.default))} | {_cell(spec.meaning)} |")
     return "\n".join(rows) + "\n"
 
 
-def _bounds(spec: Spec) -> str:
+def _shown(value: Any) -> str:
+    """A default as an operator writes it: booleans `on`/`off` (config reads those)."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _scalar(value)
+
+
+def _allowed(spec: Spec, default: Any) -> str:
+    """The values config accepts: bounds, choices, or on/off for a boolean."""
     parts = [f">= {spec.min:g}" if spec.min is not None else "",
              f"> {spec.above:g}" if spec.above is not None else "",
-             f"<= {spec.max:g}" if spec.max is not None else ""]
-    said = ", ".join(p for p in parts if p)
-    return f" ({said})" if said else ""
+             f"<= {spec.max:g}" if spec.max is not None else "",
+             ", ".join(f"`{c}`" for c in spec.choices),
+             "`on`, `off`" if isinstance(default, bool) else ""]
+    return ", ".join(p for p in parts if p)
 
 
 def _cell(text: str) -> str:

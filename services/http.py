@@ -30,7 +30,7 @@ import hmac
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -181,6 +181,20 @@ def json_response(body: Any, status: int = 200) -> web.Response:
 def json_bytes_response(body: bytes) -> web.Response:
     """A 200 whose JSON is already serialized."""
     return web.Response(body=body, content_type="application/json")
+
+
+def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """The query parameter `name` as an integer `low`-`high` (`default` when absent); any
+    other text: InvalidEvent (a 400 naming the parameter)."""
+    text = query.get(name)
+    if text is None:
+        return default
+    # ASCII digits only: isdecimal() admits "٣", which int() reads as 3; at most 19 digits
+    # (2**63 - 1) so int() never parses a huge number.
+    if not (text.isascii() and text.isdecimal() and len(text) <= 19
+            and low <= int(text) <= high):
+        raise InvalidEvent(name, f"must be an integer {low}-{high}, got {text[:30]!r}")
+    return int(text)
 
 
 def error(status: int, message: str, **extra: Any) -> web.Response:

@@ -18,6 +18,9 @@ in `run` when TLA_OTLP_PORT is set. The events of one request are XADDed in one 
 trip, after the whole export is validated: a 503 means nothing needs keeping, a retry
 may add some again and ingest's dedup counts them once.
 
+Bodies over ~1 MiB (gzip: ~128 KiB) are inflated and decoded in a thread, so a 16 MiB
+export does not stall the API and ingest sharing the event loop under `run`.
+
 gzip: aiohttp's server decodes `Content-Encoding: gzip` bodies before they are read (its
 `auto_decompress`), so the body is inflated here only when it still is gzip (its magic
 bytes; no protobuf or JSON export starts with them): once, whichever server runs this.
@@ -44,7 +47,7 @@ from redis.asyncio import Redis
 from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.otlp.decode import decode_json, decode_proto
+from pipeline.otlp.decode import Decoded, decode_json, decode_proto
 from pipeline.otlp.mapping import Mapped, map_spans
 from pipeline.otlp.metrics import SpanMetrics
 from pipeline.otlp.publish import StoreFull, publish
@@ -59,6 +62,10 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_WBITS = 16 + zlib.MAX_WBITS
+# Bodies decoded in a thread past these sizes (protobuf decodes ~1 MiB in some ms; OTLP
+# gzip commonly inflates 5-10 times); smaller ones inline, cheaper than the hand-off.
+OFF_LOOP_BYTES = 1 << 20
+OFF_LOOP_GZIP_BYTES = OFF_LOOP_BYTES // 8
 # google.rpc.Code values of the error answers' Status.
 INVALID_ARGUMENT = 3
 RESOURCE_EXHAUSTED = 8
@@ -116,15 +123,16 @@ async def _export(ctx: OtlpContext, request: web.BaseRequest, as_json: bool) -> 
         raise Reply(415, INVALID_ARGUMENT, f"Content-Type must be {PROTOBUF} or {JSON}, "
                     f"got {request.content_type!r}")
     try:
-        body = inflated(await read_body(request, ctx.max_body_bytes), ctx.max_body_bytes)
-        roots_only = ctx.spans_mode == "root"
-        decoded = (decode_json if as_json else decode_proto)(body, roots_only)
+        body = await read_body(request, ctx.max_body_bytes)
+        if off_loop(body):  # up to TLA_OTLP_MAX_BODY_BYTES: keep the API and ingest going
+            decoded, mapped = await asyncio.to_thread(_decode, ctx, body, as_json)
+        else:  # most exports: a thread's hand-off would cost more than the decoding
+            decoded, mapped = _decode(ctx, body, as_json)
     except web.HTTPRequestEntityTooLarge as e:
         raise Reply(413, INVALID_ARGUMENT, f"the body is over {ctx.max_body_bytes} bytes "
                     "(TLA_OTLP_MAX_BODY_BYTES): send smaller batches") from e
     except InvalidEvent as e:
         raise Reply(400, INVALID_ARGUMENT, str(e)) from e
-    mapped = map_spans(decoded, ctx.spans_mode, SOURCE)
     try:
         await publish(ctx.redis, ctx.keys, mapped.events)
     except StoreFull as e:
@@ -136,6 +144,20 @@ async def _export(ctx: OtlpContext, request: web.BaseRequest, as_json: bool) -> 
     ctx.span_metrics.count(SOURCE, decoded.received, len(mapped.events), mapped.skipped,
                            mapped.rejected)
     return _success(mapped, as_json)
+
+
+def off_loop(body: bytes) -> bool:
+    """Whether decoding `body` takes long enough (some milliseconds) to leave the event
+    loop for a thread: over OFF_LOOP_BYTES, or gzip that may inflate past it."""
+    limit = OFF_LOOP_GZIP_BYTES if body.startswith(GZIP_MAGIC) else OFF_LOOP_BYTES
+    return len(body) > limit
+
+
+def _decode(ctx: OtlpContext, body: bytes, as_json: bool) -> tuple[Decoded, Mapped]:
+    """Inflate, decode and map an export: CPU only, so it may run in a thread."""
+    body = inflated(body, ctx.max_body_bytes)
+    decoded = (decode_json if as_json else decode_proto)(body, ctx.spans_mode == "root")
+    return decoded, map_spans(decoded, ctx.spans_mode, SOURCE)
 
 
 def inflated(body: bytes, max_bytes: int) -> bytes:

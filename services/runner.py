@@ -46,8 +46,7 @@ CANCEL_TIMEOUT_S = 5.0
 MAX_FAILURES = 5
 # A stage that ran this long before failing counts as healthy again.
 HEALTHY_AFTER_S = 60.0
-ROLES = ("tempo-source", "ingest", "recompute", "detect", "api", "otlp", "kafka-source")
-# What `run` starts of them: the receiver only when TLA_OTLP_PORT is set, the Kafka source
+# What `run` starts of the roles (services/roles.py): the receiver only when TLA_OTLP_PORT is set, the Kafka source
 # only when TLA_KAFKA_BROKERS is (build_stages checks both).
 
 

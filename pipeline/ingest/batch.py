@@ -107,7 +107,7 @@ class IngestCall:
         """The event's bucket with its key names, built once per bucket (escaping is slow)."""
         time_bucket = self._zone_buckets(parts[START_NS])
         # One BucketKeys per bucket id (a batch groups by it): a holiday's events share it
-        # with the weekend's, and `_anomaly` names the holiday.
+        # with the weekend's, and `anomaly_fields_for` names the holiday.
         memo_key = (parts[SERVICE], parts[ENDPOINT], time_bucket.hour, time_bucket.day_type)
         bucket = self._bucket_memo.get(memo_key)
         if bucket is None:
@@ -137,7 +137,8 @@ class IngestCall:
             if threshold is not None:
                 for n, (_i, parts, _b) in enumerate(items, len(ids) + 1):
                     if parts[DURATION_MS] > threshold.value_ms:
-                        fields = self._anomaly(parts, bucket, baselines[bucket.id], fallback)
+                        fields = self.anomaly_fields_for(parts, bucket, baselines[bucket.id],
+                                                         fallback)
                         flags += [b"%d" % n, b"%d" % len(fields), *(f.encode() for f in fields)]
             ids += [entry_id for entry_id, _p, _b in items]
         args = [*self._static_args, b"%d" % len(groups), self._max_endpoints_arg,
@@ -172,9 +173,10 @@ class IngestCall:
                 baseline, fallback, judged_threshold(baseline, self._rule, fallback))
         return cached[2]
 
-    def _anomaly(self, parts: EventParts, bucket: BucketKeys, baseline: Baseline | None,
-                 fallback: Fallback | None) -> list[str]:
-        """The anomaly entry's fields, from the full verdict (only for flagged events)."""
+    def anomaly_fields_for(self, parts: EventParts, bucket: BucketKeys,
+                           baseline: Baseline | None, fallback: Fallback | None) -> list[str]:
+        """The `<p>anomalies` entry's fields of a flagged event, from the full verdict
+        (SlotIngest publishes them itself on a cluster)."""
         event = TraceEvent(*parts)
         ref, time_bucket = bucket.ref, self._zone_buckets(event.start_ns)
         if time_bucket != ref.bucket:  # the same bucket, but a holiday (or not) this time

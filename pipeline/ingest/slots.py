@@ -6,7 +6,8 @@ on keys of one slot, and the trace, dirty and anomalies streams, the service ind
 each service's endpoint index are keys of other slots. So a batch goes:
 
 1. admit: new (service, endpoint) pairs join the capped indexes (admit.lua, one call per
-   index; at most once per window per pair and process);
+   index, the endpoint indexes' calls all at once; at most once per window per pair and
+   process);
 2. apply: ingest.lua in slot mode, one call per slot, all at once: dedup, sample ring and
    the dirty mark, written as `<window>!` (unpublished), atomically per slot;
 3. publish: XADD `<p>anomalies` for the new flagged events, XADD `<p>dirty` for every
@@ -80,7 +81,8 @@ class SlotIngest:
             for ordinal in fresh:
                 _id, parts, bucket = items[int(ordinal) - 1]
                 fallback = fallbacks.get(bucket.id) if fallbacks else None
-                anomalies.append(self.call._anomaly(parts, bucket, baselines[bucket.id], fallback))
+                anomalies.append(self.call.anomaly_fields_for(
+                    parts, bucket, baselines[bucket.id], fallback))
         await self._publish(anomalies, marks)
         ids = [item[ENTRY_ID] for _bucket, items in admitted for item in items]
         if ids:
@@ -118,15 +120,20 @@ class SlotIngest:
             return []
         ordered = [b for b in buckets if b in todo]  # admitted first come, first served
         services = list(dict.fromkeys(b.ref.service for b in ordered))
-        no_services = set(await self._refused(self.keys.services, services, s.max_services))
+        [refused_services] = await self._refused([(self.keys.services, services)],
+                                                 s.max_services)
+        no_services = set(refused_services)
         endpoints: dict[str, list[str]] = {}
         for b in ordered:
             if b.ref.service not in no_services:
                 endpoints.setdefault(b.ref.service, [])
                 if b.ref.endpoint not in endpoints[b.ref.service]:
                     endpoints[b.ref.service].append(b.ref.endpoint)
-        refused = [await self._refused(self.keys.endpoints(svc), eps, s.max_endpoints_per_service)
-                   for svc, eps in endpoints.items()]  # new services only: rare
+        # Every service of the batch once per window (`_admitted` forgets at its end): one
+        # admit.lua call per service's endpoint index, all sent together.
+        refused = await self._refused([(self.keys.endpoints(svc), eps)
+                                       for svc, eps in endpoints.items()],
+                                      s.max_endpoints_per_service)
         no_endpoints = {(svc, ep) for svc, r in zip(endpoints, refused, strict=True) for ep in r}
         if len(self._admitted) >= MAX_ADMITTED:
             self._admitted.clear()
@@ -141,11 +148,16 @@ class SlotIngest:
                 self._admitted[pair] = window
         return capped
 
-    async def _refused(self, index: str, members: list[str], cap: int) -> list[str]:
-        """The members admit.lua refused to add to `index` (none when there is no cap)."""
-        if cap <= 0 or not members:
-            return []
-        reply = await self._admit([index.encode()],
-                                  [b"%d" % cap, b"%d" % self.settings.bucket_ttl_s,
-                                   *(m.encode() for m in members)])
-        return [members[int(i) - 1] for i in reply]
+    async def _refused(self, indexes: list[tuple[str, list[str]]], cap: int
+                       ) -> list[list[str]]:
+        """Per (index, members): the members admit.lua refused to add to the index (none
+        when there is no cap); one call per index, all at once."""
+        if cap <= 0:
+            return [[] for _ in indexes]
+        head = [b"%d" % cap, b"%d" % self.settings.bucket_ttl_s]
+        todo = [(index, members) for index, members in indexes if members]
+        replies = iter(await self._admit.many([
+            ([index.encode()], [*head, *(m.encode() for m in members)])
+            for index, members in todo]))
+        return [[members[int(i) - 1] for i in next(replies)] if members else []
+                for _index, members in indexes]

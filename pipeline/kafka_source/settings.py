@@ -27,10 +27,10 @@ class KafkaSettings:
     batch_wait_s: float = setting(
         0.5, "longest a partial batch waits for more messages", above=0)
     security_protocol: str = setting(
-        "PLAINTEXT", "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`",
+        "PLAINTEXT", "how to reach the brokers: TLS (`SSL`), SASL, both, or neither",
         choices=SECURITY_PROTOCOLS)
     sasl_mechanism: str = setting(
-        "PLAIN", "SASL mechanism: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+        "PLAIN", "SASL mechanism (with a `SASL_` security protocol)",
         choices=SASL_MECHANISMS)
     sasl_user: str | None = setting(None, "SASL user name", unset="none")
     sasl_password: str | None = setting(None, "SASL password", unset="none")

@@ -48,10 +48,10 @@ class KafkaSource:
         self.stop = stop
         self.data_dir.mkdir(parents=True, exist_ok=True)  # faust keeps its (unused) tables here
         app = build_app(self.settings, self.data_dir, self.handle, self.kafka_metrics)
-        await app.start()
-        log.info("event=kafka_source_started topic=%s group=%s", self.settings.topic,
-                 self.settings.group)
-        try:
+        try:  # a start that fails half way (a broker refusing) still stops what it began
+            await app.start()
+            log.info("event=kafka_source_started topic=%s group=%s", self.settings.topic,
+                     self.settings.group)
             while not await sleep_or_stop(stop, CRASH_CHECK_S):
                 if app.crashed:
                     raise RuntimeError(f"the faust app crashed: {app.crash_reason!r}")

@@ -22,7 +22,8 @@ class SpanMetrics:
         self.rejected = Counter(
             "tla_spans_rejected_total", "Spans dropped for a missing or invalid field, by "
             "source and reason (the field: trace_id, span_id, service, endpoint, start_ns, "
-            "duration_ms)", ["source", "reason"], registry=r,
+            "duration_ms; span: not a span object, or a bad kind or flags)",
+            ["source", "reason"], registry=r,
         )
 
     def count(self, source: str, received: int, published: int, skipped: int,

@@ -6,7 +6,7 @@ the full product: per-trace precision/recall by kind, incidents found, false inc
 detection delay.
 
     python -m scripts.eval --seeds 1,2,3          # the full week, several seeds
-    python -m scripts.eval --smoke --seeds 7      # CI: three days, three endpoints
+    python -m scripts.eval --smoke --seeds 7      # CI: two days, three endpoints
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from scripts.eval.traffic import Chunk, Scenario, scenario
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m scripts.eval", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", default="1", help="comma-separated seeds (default 1)")
-    p.add_argument("--smoke", action="store_true", help="3 days, 3 endpoints (CI)")
+    p.add_argument("--smoke", action="store_true", help="2 days (a Friday to warm up, a Monday scored), 3 endpoints (CI)")
     p.add_argument("--timezone", default="Asia/Taipei")
     p.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON here")

@@ -20,7 +20,7 @@ from aiohttp import web
 from pipeline.buckets import MAX_ENDPOINT_CHARS, MAX_SERVICE_CHARS
 from pipeline.errors import InvalidEvent
 from services.checks import string_field
-from services.http import Route, ServerContext, json_response
+from services.http import Route, ServerContext, int_param, json_response
 from services.web import read_asset
 from services.web.data import AnomalyQuery, WebData
 
@@ -89,19 +89,9 @@ def anomaly_query(q: Mapping[str, str]) -> AnomalyQuery:
     filters = {name: string_field(dict(q), name, max_chars)
                for name, max_chars in (("service", MAX_SERVICE_CHARS),
                                        ("endpoint", MAX_ENDPOINT_CHARS)) if name in q}
-    return AnomalyQuery(since_ms=_int_param(q, "since", 0, 0, 2**53),
-                        limit=_int_param(q, "limit", DEFAULT_ANOMALIES, 1, MAX_ANOMALIES),
+    return AnomalyQuery(since_ms=int_param(q, "since", 0, 0, 2**53),
+                        limit=int_param(q, "limit", DEFAULT_ANOMALIES, 1, MAX_ANOMALIES),
                         **filters)
-
-
-def _int_param(q: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = q.get(name)
-    if text is None:
-        return default
-    # isdecimal, not isdigit: "²" is a digit that int() refuses.
-    if not (text.isascii() and text.isdecimal() and len(text) <= 16 and low <= int(text) <= high):
-        raise InvalidEvent(name, f"must be an integer {low}-{high}, got {text[:20]!r}")
-    return int(text)
 
 
 ROUTES: tuple[Route[WebContext], ...] = (

@@ -1,6 +1,7 @@
 """The cluster tests' fixtures: one local 3-primary Redis Cluster per session, and the
 standard fixtures (`redis_url`, `redis`, `sredis`, `spawn`, `truth`) pointed at it, so the
-single-node tests' helpers run unchanged against a cluster. Keys stay per-test prefixed."""
+single-node tests' helpers run unchanged against a cluster (a module overriding `engine`
+points them at another, as test_e2e.py does for Valkey). Keys stay per-test prefixed."""
 
 from __future__ import annotations
 
@@ -32,13 +33,19 @@ def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCl
 
 
 @pytest.fixture
-def redis_url(cluster: LocalCluster) -> str:
-    return cluster.url
+def engine(cluster: LocalCluster) -> LocalCluster:
+    """The cluster the standard fixtures point at (a test module may override it)."""
+    return cluster
 
 
 @pytest.fixture
-async def redis(cluster: LocalCluster, prefix: str) -> AsyncIterator[Redis]:
-    client = connect(cluster.url, mode="cluster")
+def redis_url(engine: LocalCluster) -> str:
+    return engine.url
+
+
+@pytest.fixture
+async def redis(engine: LocalCluster, prefix: str) -> AsyncIterator[Redis]:
+    client = connect(engine.url, mode="cluster")
     yield client
     async for key in client.scan_iter(match=f"{prefix}*", count=1000):
         await client.delete(key)
@@ -46,8 +53,8 @@ async def redis(cluster: LocalCluster, prefix: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-def sredis(cluster: LocalCluster, prefix: str) -> Iterator[sync_redis.RedisCluster]:
-    client = cluster.client()
+def sredis(engine: LocalCluster, prefix: str) -> Iterator[sync_redis.RedisCluster]:
+    client = engine.client()
     yield client
     for key in client.scan_iter(match=f"{prefix}*", count=1000):
         client.delete(key)

@@ -4,8 +4,6 @@ a duplicate counted once, a dead letter, an anomaly entry, a clean stop."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import redis as sync_redis
 
@@ -18,23 +16,10 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 @pytest.fixture(params=["redis", "valkey"])
 def engine(request: pytest.FixtureRequest) -> LocalCluster:
+    """Both engines; conftest's `redis_url` and `sredis` follow this one."""
     name = "cluster" if request.param == "redis" else "valkey_cluster"
     cluster: LocalCluster = request.getfixturevalue(name)
     return cluster
-
-
-@pytest.fixture
-def redis_url(engine: LocalCluster) -> str:
-    return engine.url
-
-
-@pytest.fixture
-def sredis(engine: LocalCluster, prefix: str) -> Iterator[sync_redis.RedisCluster]:
-    client = engine.client()
-    yield client
-    for key in client.scan_iter(match=f"{prefix}*", count=1000):
-        client.delete(key)
-    client.close()
 
 
 def test_run_on_a_cluster(env: dict[str, str], prefix: str, redis_url: str,  # noqa: F811

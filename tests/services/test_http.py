@@ -20,6 +20,7 @@ from services.http import (
     Route,
     Router,
     ServerContext,
+    int_param,
     json_response,
     read_body,
 )
@@ -228,3 +229,17 @@ async def test_readyz_without_redis_is_503(serve: Serve) -> None:
     client = await serve()  # its Redis is a closed port
     ready = await client.get("/readyz")
     assert ready.status == 503 and (await ready.json())["redis"] == "unavailable"
+
+
+@pytest.mark.parametrize("text", ["", "-1", "1.0", "0x10", "²", "٣", "101", "9" * 40, " 5"])
+def test_int_param_refuses_what_is_not_an_integer_in_range(text: str) -> None:
+    with pytest.raises(InvalidEvent, match="must be an integer 1-100") as e:
+        int_param({"limit": text}, "limit", 10, 1, 100)
+    assert e.value.field == "limit"
+
+
+def test_int_param_reads_an_integer_and_defaults_when_absent() -> None:
+    assert int_param({"limit": "100"}, "limit", 10, 1, 100) == 100
+    assert int_param({"limit": "007"}, "limit", 10, 1, 100) == 7
+    assert int_param({}, "limit", 10, 1, 100) == 10
+    assert int_param({"since": str(2**63 - 1)}, "since", 0, 0, 2**63 - 1) == 2**63 - 1

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
+import os
 import shutil
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -31,8 +34,9 @@ from pipeline.keys import Keys
 from pipeline.metrics import Metrics
 from services.config import Settings
 from services.health import Health
+from services import otlp
 from services.otlp import OtlpReceiver, rpc_status
-from tests.pipeline.otlp.spans import CLIENT, as_json, export, span
+from tests.pipeline.otlp.spans import CLIENT, START_NS, as_json, export, span
 from tests.support import eventually, free_port
 
 TOKEN = "otlp-s3cret"
@@ -76,6 +80,15 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dic
     async with aiohttp.ClientSession() as s, s.post(url + "/v1/traces", data=body,
                                                     headers=headers) as r:
         return r.status, dict(r.headers), await r.read()
+
+
+async def undecompressed_client(aiohttp_client: Callable[..., Awaitable[TestClient]],
+                                receiver: OtlpReceiver) -> TestClient:
+    """A client of the receiver's router on a server that hands it gzip bodies as they
+    came (`auto_decompress` off: RawTestServer's constructor drops it, start_server not)."""
+    server = RawTestServer(receiver.router)
+    await server.start_server(auto_decompress=False)
+    return await aiohttp_client(server)
 
 
 async def entries(redis: Redis, keys: Keys) -> list[dict[bytes, bytes]]:
@@ -183,12 +196,63 @@ async def test_gzip_is_decoded_once_whether_or_not_aiohttp_did(
     body = gzip.compress(export(("shop", [span(T1, 1, "GET /a", 2_000_000)])).SerializeToString())
     status, _, _ = await post(url, body, {**PROTOBUF, "Content-Encoding": "gzip"})
     assert status == 200
-    raw = await aiohttp_client(RawTestServer(receiver.router, auto_decompress=False))
+    raw = await undecompressed_client(aiohttp_client, receiver)
     other = gzip.compress(export(("shop", [span(T2, 1, "GET /b", 2_000_000)])).SerializeToString())
     answer = await raw.post("/v1/traces", data=other,
                             headers={**PROTOBUF, "Content-Encoding": "gzip"})
     assert answer.status == 200
     assert [parse_entry(e).endpoint for e in await entries(redis, keys)] == ["GET /a", "GET /b"]
+
+
+@pytest.mark.parametrize("encoding", ["protobuf", "json", "gzip"])
+async def test_a_large_export_is_decoded_off_the_event_loop_and_answers_correctly(
+        start: Start, redis: Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch,
+        aiohttp_client: Callable[..., Awaitable[TestClient]], encoding: str) -> None:
+    url, receiver = await start()
+    n = 6000  # over 1 MiB in either encoding, over 128 KiB gzipped (random names)
+    request = export(("shop", [s for i in range(n) for s in (
+        span(T1 + i, 2 * i + 1, f"GET /a/{i % 7}", 2_000_000, start_ns=START_NS + i),
+        span(T1 + i, 2 * i + 2, "db " + os.urandom(48).hex(), 1_000_000, parent=2 * i + 1,
+             kind=CLIENT))]),
+        (None, [span(T2, 1, "GET /c", 1_000_000)]))
+    body = orjson.dumps(as_json(request)) if encoding == "json" else request.SerializeToString()
+    headers = JSON if encoding == "json" else PROTOBUF
+    if encoding == "gzip":  # as a server without aiohttp's auto_decompress hands it over
+        body = gzip.compress(body)
+    assert otlp.off_loop(body), len(body)
+    threads: list[int] = []
+    bodies: list[bytes] = []
+    decode = otlp._decode
+
+    def recorded(ctx: Any, body: bytes, as_json: bool) -> Any:
+        threads.append(threading.get_ident())
+        bodies.append(body)
+        return decode(ctx, body, as_json)
+
+    monkeypatch.setattr(otlp, "_decode", recorded)
+    if encoding == "gzip":
+        raw = await undecompressed_client(aiohttp_client, receiver)
+        answer = await raw.post("/v1/traces", data=body,
+                                headers={**headers, "Content-Encoding": "gzip"})
+        status, reply = answer.status, await answer.read()
+    else:  # (aiohttp warns of a large body sent from bytes)
+        async with aiohttp.ClientSession() as session, session.post(
+                url + "/v1/traces", data=io.BytesIO(body), headers=headers) as answer:
+            status, reply = answer.status, await answer.read()
+    assert status == 200
+    if encoding == "json":
+        assert orjson.loads(reply)["partialSuccess"]["rejectedSpans"] == "1"
+    else:
+        assert ExportTraceServiceResponse.FromString(reply).partial_success.rejected_spans == 1
+    assert threads and threads[0] != threading.get_ident()
+    assert bodies[0].startswith(otlp.GZIP_MAGIC) == (encoding == "gzip")  # inflated here
+    published = [parse_entry(e) for e in await entries(redis, keys)]
+    assert {e.trace_id for e in published} == {f"{T1 + i:032x}" for i in range(n)}
+    assert len(published) == n
+    small = export(("shop", [span(T2 + 1, 1, "GET /b", 2_000_000)])).SerializeToString()
+    assert not otlp.off_loop(small)
+    assert (await post(url, small, PROTOBUF))[0] == 200
+    assert threads[1] == threading.get_ident()  # a small one decodes inline
 
 
 async def test_bad_bodies_400_and_oversized_413(start: Start, redis: Redis, keys: Keys) -> None:

@@ -28,7 +28,8 @@ from pipeline.errors import ConfigError
 from pipeline.metrics import Metrics
 from services.config import Settings
 from services.health import Health
-from services.runner import ROLES, Runtime, build_stages
+from services.roles import ROLES
+from services.runner import Runtime, build_stages
 from tests.conftest import REDIS_URL
 from tests.kafka_broker import tansu
 from tests.pipeline.otlp.spans import export, span

@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from pipeline.buckets import BucketRef, bucket_of, load_zone
 from pipeline.events import parse_entry
-from pipeline.kafka_source import KafkaSettings, KafkaSource
+from pipeline.kafka_source import KafkaSettings, KafkaSource, stage
 from pipeline.kafka_source.app import build_app, credentials
 from pipeline.kafka_source.metrics import KafkaMetrics
 from pipeline.keys import Keys
@@ -87,6 +87,24 @@ async def test_the_agent_acks_a_batch_only_after_handle_took_it(tmp_path: Path) 
     # The test context builds faust's consumer, whose thread has an event loop of its own
     # that only a started-then-stopped consumer closes: close it, or it leaks.
     app.consumer._thread.thread_loop.close()
+
+
+async def test_a_start_that_fails_still_stops_the_app(
+        redis: Redis, keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    class FailingApp:
+        async def start(self) -> None:
+            calls.append("start")
+            raise ConnectionError("the broker refused")
+
+        async def stop(self) -> None:
+            calls.append("stop")
+
+    monkeypatch.setattr(stage, "build_app", lambda *_args: FailingApp())
+    with pytest.raises(ConnectionError, match="the broker refused"):
+        await source(redis, keys, tmp_path).run(asyncio.Event())
+    assert calls == ["start", "stop"]
 
 
 def test_credentials_follow_the_security_protocol() -> None:
