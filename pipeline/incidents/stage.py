@@ -16,14 +16,16 @@ publications still to make recorded, in one Lua call in the endpoint's slot (jud
 then the record is published (the `<p>incidents` entries, the open/closed/intervals
 indexes: keys of other slots) by steps that repeat harmlessly, and deleted. A record a
 crash left is published before anything new (docs/incidents.md, "Crash safety"). Then
-the watermark (`judged_ms`) moves. Same path on one node and on a Redis Cluster. A trace whose interval was
-judged already is late: counted in tla_incidents_late_events_total, not aggregated.
+the watermark (`judged_ms`) moves. Same path on one node and on a Redis Cluster. A trace
+whose interval was judged already is late: counted in tla_incidents_late_events_total,
+not aggregated.
 
 One instance works at a time (the lease `<p>incidents:lease`): the watermark and each
 endpoint's state are sequential by nature. The lease is in another slot than the
 endpoints' keys, so the writes cannot compare it atomically: it is renewed-and-checked
-before every judge round and again whenever a third of its TTL passed during one. A standby takes over once the lease expires
-and first takes what the dead instance left pending.
+before every judge round and again whenever a third of its TTL passed during one. A
+standby takes over once the lease expires and first takes what the dead instance left
+pending.
 """
 
 from __future__ import annotations
@@ -65,10 +67,10 @@ from pipeline.incidents.detect import (
 from pipeline.incidents.metrics import IncidentMetrics
 from pipeline.incidents.settings import IncidentSettings
 from pipeline.keys import INCIDENTS_GROUP, Keys
+from pipeline.lease import Lease
 from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics, ServiceLabels
 from pipeline.retry import Backoff, is_transient, sleep_or_stop
-from pipeline.lease import Lease
 
 log = logging.getLogger(__name__)
 
@@ -437,10 +439,10 @@ class Detector:
             [self.keys.incident_pending(tag).encode()], [record])
 
     async def _check_lease(self) -> None:
-        """Renew-and-check (or take, when free) the lease when a third of its TTL passed since the last check:
-        every write of a round then happens within ttl/3 (plus one endpoint's step) of a
-        check that found the lease ours, long before it could expire and a standby take
-        over (see "Crash safety" in docs/incidents.md for the bound)."""
+        """Renew-and-check the lease (take it when free) once a third of its TTL passed
+        since the last check: every write of a round then starts within ttl/3 of a check
+        that found the lease ours, long before it could expire and a standby take over
+        (docs/incidents.md, "One instance, and the bound of its lease")."""
         if self._mono() - self._lease_checked < self.settings.lease_ttl_s / 3:
             return
         if not await self.lease.acquire():

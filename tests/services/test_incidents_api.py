@@ -4,7 +4,7 @@ open vs closed, bad parameters named."""
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 import pytest
@@ -162,7 +162,7 @@ async def test_reads_are_bounded_and_match_a_full_scan(redis: Redis, keys: Keys)
                                          ("all", mid, None, 1000), ("open", 0, None, 5),
                                          ("all", mid, "svc-19", 1), ("all", 0, None, 1)]:
         counting = Counting(redis)
-        got = await read_incidents(counting, keys, state, since, service, limit)  # type: ignore[arg-type]
+        got = await read_incidents(cast(Redis, counting), keys, state, since, service, limit)
         assert [i["id"] for i in got] == full_scan(state, since, service, limit)
         assert counting.fetched <= limit
         assert counting.pages <= 2 * (MAX_SCANNED // PAGE)
