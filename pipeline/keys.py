@@ -84,6 +84,12 @@ class Keys:
         """HASH: one endpoint's detector state (pipeline/incidents/detect.py)."""
         return f"{self.prefix}incstate:{tag}"
 
+    def incident_pending(self, tag: str) -> str:
+        """STRING (JSON): one endpoint's judged changes not yet published to `<p>incidents`
+        and the open/closed/intervals indexes (pipeline/incidents/stage.py, "Crash safety"
+        in docs/incidents.md); gone once published."""
+        return f"{self.prefix}incpub:{tag}"
+
     def incident(self, incident_id: str) -> str:
         """HASH: an incident's latest numbers, the fields of its newest stream entry."""
         return f"{self.prefix}incident:{incident_id}"

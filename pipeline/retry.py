@@ -9,12 +9,30 @@ from redis import exceptions as redis_errors
 
 # Errors a stage survives by waiting: the server restarts, loads its AOF, or drops us; on
 # a cluster also: slots not served while a primary is down or failing over (CLUSTERDOWN,
-# TRYAGAIN during a resharding, no node of the topology reachable).
+# TRYAGAIN during a resharding, MOVED/ASK redirections redis-py gave up following, a slot
+# no node covers yet, ClusterError "TTL exhausted" after too many of those).
+# Not RedisClusterException as a whole: it also covers CrossSlotTransactionError, a
+# command with keys in several slots, and "cluster mode is not enabled" — bugs and
+# configuration errors that no wait cures; those reach the supervisor (see is_transient
+# for the one message-only case kept).
 TRANSIENT = (
     redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError, OSError,
     redis_errors.ClusterError, redis_errors.ClusterDownError, redis_errors.TryAgainError,
-    redis_errors.RedisClusterException,
+    redis_errors.AskError, redis_errors.MovedError, redis_errors.SlotNotCoveredError,
 )
+# redis-py raises a bare RedisClusterException when no node of the topology answers
+# (redis/asyncio/cluster.py NodesManager.initialize: "Redis Cluster cannot be connected.
+# Please provide at least one reachable node", or the slots are not all covered after
+# asking every startup node, as during a failover); those are outages, not bugs.
+_UNREACHABLE = ("at least one reachable node", "All slots are not covered")
+
+
+def is_transient(e: BaseException) -> bool:
+    """`e` is an outage a stage waits out (TRANSIENT, or redis-py's no-reachable-node)."""
+    if isinstance(e, TRANSIENT):
+        return True
+    return isinstance(e, redis_errors.RedisClusterException) and any(
+        m in str(e) for m in _UNREACHABLE)
 
 
 class Backoff:

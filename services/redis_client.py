@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from pipeline.errors import ConfigError
-from pipeline.retry import TRANSIENT, Backoff
+from pipeline.retry import Backoff, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ async def open_redis(url: str, mode: str = "auto", stop: asyncio.Event | None = 
                                    socket_connect_timeout=CONNECT_TIMEOUT_S)
             try:
                 info = await probe.info("cluster")
-            except TRANSIENT as e:
+            except Exception as e:
+                if not is_transient(e):
+                    raise
                 log.warning("event=redis_probe_failed url=%s error=%r action=retry",
                             redact(node), scrub(str(e)))
                 continue

@@ -11,18 +11,27 @@ the interval's own traces could reach it.
 Watermark: intervals close in event time. The stage remembers the newest trace start it
 saw; an interval is judged once it ended `lateness` before that, or once no trace arrived
 for `idle_flush_s` (a replay or a backfill ended). One endpoint's closed intervals are
-judged, its state updated, the intervals deleted and the incident entries written in one
-MULTI transaction; then the watermark (`judged_ms`) moves. A trace whose interval was
-judged already is late: counted in tla_incidents_late_events_total, not aggregated.
+judged, its state updated, the intervals deleted, its incidents' hashes written and the
+publications still to make recorded, in one Lua call in the endpoint's slot (judge.lua);
+then the record is published (the `<p>incidents` entries, the open/closed/intervals
+indexes: keys of other slots) by steps that repeat harmlessly, and deleted. A record a
+crash left is published before anything new (docs/incidents.md, "Crash safety"). Then
+the watermark (`judged_ms`) moves. Same path on one node and on a Redis Cluster. A trace
+whose interval was judged already is late: counted in tla_incidents_late_events_total,
+not aggregated.
 
 One instance works at a time (the lease `<p>incidents:lease`): the watermark and each
-endpoint's state are sequential by nature. A standby takes over once the lease expires
-and first takes what the dead instance left pending.
+endpoint's state are sequential by nature. The lease is in another slot than the
+endpoints' keys, so the writes cannot compare it atomically: it is renewed-and-checked
+before every judge round and again whenever a third of its TTL passed during one. A
+standby takes over once the lease expires and first takes what the dead instance left
+pending.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -33,7 +42,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
@@ -59,11 +67,15 @@ from pipeline.incidents.detect import (
 from pipeline.incidents.metrics import IncidentMetrics
 from pipeline.incidents.settings import IncidentSettings
 from pipeline.keys import INCIDENTS_GROUP, Keys
+from pipeline.lease import Lease
+from pipeline.lua import PackedScript, read_script
 from pipeline.metrics import Metrics, ServiceLabels
-from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
-from pipeline.tempo_source.state import Lease
+from pipeline.retry import Backoff, is_transient, sleep_or_stop
 
 log = logging.getLogger(__name__)
+
+JUDGE_LUA = read_script(__package__, "judge.lua")
+DELETE_PENDING_LUA = read_script(__package__, "pending_delete.lua")
 
 NS_PER_MS = 1_000_000
 READ_BLOCK_MS = 1000  # bounds how long a stop (and a lease renewal) waits
@@ -119,6 +131,9 @@ class Detector:
         self._tags: dict[tuple[str, str], str] = {}
         self._service_label = ServiceLabels()
         self.lease = Lease(redis, keys, settings.lease_ttl_s, key=keys.incidents_lease)
+        self._lease_checked = -float("inf")
+        self._judge_lua = PackedScript(redis, JUDGE_LUA)
+        self._delete_pending = PackedScript(redis, DELETE_PENDING_LUA)
         self.max_event_ms = 0
         self.judged_ms = 0
         self._last_arrival = clock()
@@ -138,17 +153,24 @@ class Detector:
                         await sleep_or_stop(stop, self.settings.lease_ttl_s / 3)
                         continue
                     renew_at = self._mono() + self.settings.lease_ttl_s / 3
+                    self._lease_checked = self._mono()
                 if not ready:
                     await self.start()
                     ready = True
                 await self.poll(READ_BLOCK_MS)
                 backoff.reset()
             except Exception as e:
+                if isinstance(e, LeaseLost):
+                    log.warning("event=lease_lost stage=detect holder=%s error=%s",
+                                self.lease.holder, e)
+                    ready = False
+                    renew_at = 0.0
+                    continue
                 if streams.is_nogroup(e):
                     log.warning("event=group_missing stream=%s action=recreate", self.keys.traces)
                     ready = False
                     continue
-                if not isinstance(e, TRANSIENT):
+                if not is_transient(e):
                     raise
                 self.metrics.redis_errors.labels("detect").inc()
                 log.warning("event=redis_error stage=detect error=%r action=retry", e)
@@ -160,7 +182,7 @@ class Detector:
             await streams.leave_group(self.redis, self.keys.traces, INCIDENTS_GROUP, self.consumer)
             await self.lease.release()
         except Exception as e:
-            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+            if not is_transient(e) and not streams.is_nogroup(e):
                 raise
             log.warning("event=shutdown_incomplete stage=detect error=%r", e)
         log.info("event=stopped stage=detect consumer=%s", self.consumer)
@@ -291,6 +313,15 @@ class Detector:
         open_ids = cast(list[bytes], await self.redis.zrange(self.keys.incidents_open, 0, -1))
         for incident_id in open_ids:
             starts.setdefault(incident_id.decode().rpartition(":")[0], [])
+        await self._check_lease()
+        tags = list(starts)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.get(self.keys.incident_pending(tag))
+            pending = await pipe.execute() if tags else []
+        left = {tag: r for tag, r in zip(tags, pending, strict=True) if r is not None}
+        if left:
+            await self._recover(left)
         written: list[Written] = []
         for tag, tag_starts in starts.items():
             written += await self._judge_endpoint(tag, sorted(tag_starts), through_ms)
@@ -304,17 +335,27 @@ class Detector:
         return written
 
     async def _judge_endpoint(self, tag: str, starts: list[int], through_ms: int) -> list[Written]:
+        """Judge one endpoint's closed intervals: apply the judgement in its slot (judge.lua,
+        recording what is to publish), then publish it (see "Crash safety" in
+        docs/incidents.md). A record left pending by a crash or an error is published
+        first: the endpoint comes back in the next round, its intervals (or its open
+        incident) still indexed until the record is published."""
+        await self._check_lease()
         state_key = self.keys.incident_state(tag)
+        pending_key = self.keys.incident_pending(tag)
         interval_keys = [self.keys.interval(tag, s) for s in starts]
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(pending_key)
             pipe.hgetall(state_key)
             for key in interval_keys:
                 pipe.hgetall(key)
             raw = await pipe.execute()
-        state = EndpointState.from_hash(raw[0])
+        if raw[0] is not None:
+            await self._recover({tag: raw[0]})
+        state = EndpointState.from_hash(raw[1])
         changes: list[Change] = []
         statuses: list[Status] = []
-        for start, fields in zip(starts, raw[1:], strict=True):
+        for start, fields in zip(starts, raw[2:], strict=True):
             if fields:
                 iv, durations = self._interval(start, fields)
                 ref = reference_for(state, iv, self.params)
@@ -326,18 +367,87 @@ class Detector:
         changes += expire(state, through_ms, self.params)
         service, endpoint = _names(tag)
         written = [self._written(tag, service, endpoint, c) for c in changes]
-        async with self.redis.pipeline(transaction=True) as tx:
-            tx.delete(state_key)
-            tx.hset(state_key, mapping=state.to_hash())  # type: ignore[arg-type]
-            tx.expire(state_key, self.settings.retention_days * 86400)
-            if interval_keys:
-                tx.delete(*interval_keys)
-                tx.zrem(self.keys.incident_intervals, *[f"{tag}:{s}" for s in starts])
-            for w in written:
-                self._record(tx, w)
-            await tx.execute()
+        record = b""
+        if written or starts:
+            record = json.dumps({
+                "entries": [w.entry for w in written],
+                "intervals": [f"{tag}:{s}" for s in starts],
+            }, separators=(",", ":")).encode()
+        state_fields = state.to_hash()
+        args = [b"%d" % (self.settings.retention_days * 86400),
+                b"%d" % (self.settings.retention_days * 86400),
+                b"%d" % len(interval_keys), record, b"%d" % len(state_fields)]
+        for k, v in state_fields.items():
+            args += [k.encode(), v.encode()]
+        incident_keys = []
+        for w in written:
+            fields = dict(w.entry) if w.change.kind == "closed" else {**w.entry, "state": "open"}
+            incident_keys.append(self.keys.incident(w.id).encode())
+            args += [b"closed" if w.change.kind == "closed" else b"open", b"%d" % len(fields)]
+            for k, v in fields.items():
+                args += [k.encode(), str(v).encode()]
+        keys = [state_key.encode(), pending_key.encode(),
+                *(k.encode() for k in interval_keys), *incident_keys]
+        if not int(await self._judge_lua(keys, args)):
+            # Only a stale holder racing us could have left a record since we published.
+            raise LeaseLost(f"a pending record reappeared for {tag}")
+        if record:
+            await self._publish(tag, record)
         self._count(service, statuses, written)
         return written
+
+    async def _recover(self, records: dict[str, bytes]) -> None:
+        """Publish records a crash or an error left pending, maybe half published. Only
+        this stage's lease holder writes `<p>incidents`, it publishes one record at a
+        time and recovers every pending record before it publishes anything new, so the
+        entries of a half published record are among the stream's newest: those already
+        there are not added again."""
+        bodies = {tag: json.loads(r) for tag, r in records.items()}
+        count = sum(len(b["entries"]) for b in bodies.values())
+        there: set[tuple[str, str, str]] = set()
+        if count:
+            tail = cast(list[tuple[bytes, dict[bytes, bytes]]], await self.redis.xrevrange(
+                self.keys.incidents, "+", "-", count=count))
+            there = {_entry_key({k.decode(): v.decode() for k, v in f.items()})
+                     for _id, f in tail}
+        for tag, record in records.items():
+            log.warning("event=incident_record_recovered tag=%s", tag)
+            await self._publish(tag, record, there)
+
+    async def _publish(self, tag: str, record: bytes,
+                       there: set[tuple[str, str, str]] | None = None) -> None:
+        """Publish a pending record, then delete it. Every step repeats harmlessly: ZADD
+        and ZREM set the same index state again, and entries already in the stream
+        (`there`, when recovering) are not added twice."""
+        body = json.loads(record)
+        entries: list[dict[str, str]] = body["entries"]
+        todo = [e for e in entries if there is None or _entry_key(e) not in there]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for e in todo:
+                pipe.xadd(self.keys.incidents, e,  # type: ignore[arg-type]
+                          maxlen=INCIDENTS_MAXLEN, approximate=True)
+            for e in entries:  # in order: an incident opened and closed in one round
+                if e["state"] == "closed":
+                    pipe.zrem(self.keys.incidents_open, e["id"])
+                    pipe.zadd(self.keys.incidents_closed, {e["id"]: int(e["ended_ms"])})
+                else:
+                    pipe.zadd(self.keys.incidents_open, {e["id"]: int(e["started_ms"])})
+            if body["intervals"]:
+                pipe.zrem(self.keys.incident_intervals, *body["intervals"])
+            await pipe.execute()
+        await self._delete_pending(
+            [self.keys.incident_pending(tag).encode()], [record])
+
+    async def _check_lease(self) -> None:
+        """Renew-and-check the lease (take it when free) once a third of its TTL passed
+        since the last check: every write of a round then starts within ttl/3 of a check
+        that found the lease ours, long before it could expire and a standby take over
+        (docs/incidents.md, "One instance, and the bound of its lease")."""
+        if self._mono() - self._lease_checked < self.settings.lease_ttl_s / 3:
+            return
+        if not await self.lease.acquire():
+            raise LeaseLost(f"lease {self.lease.key} is no longer {self.lease.holder}")
+        self._lease_checked = self._mono()
 
     def _interval(self, start: int, fields: dict[bytes, bytes]) -> tuple[Interval, np.ndarray]:
         bucket = fields.pop(b"@bucket", b"").decode()
@@ -365,21 +475,6 @@ class Detector:
             entry["ended_ms"] = str(c.ended_ms)
         return Written(incident_id, c, entry)
 
-    def _record(self, tx: Pipeline, w: Written) -> None:
-        fields: dict[str, str] = dict(w.entry)  # type: ignore[arg-type]
-        tx.xadd(self.keys.incidents, fields,  # type: ignore[arg-type]
-                maxlen=INCIDENTS_MAXLEN, approximate=True)
-        key = self.keys.incident(w.id)
-        if w.change.kind == "closed":
-            tx.hset(key, mapping=fields)  # type: ignore[arg-type]
-            tx.expire(key, self.settings.retention_days * 86400)
-            tx.zrem(self.keys.incidents_open, w.id)
-            tx.zadd(self.keys.incidents_closed, {w.id: int(w.entry["ended_ms"])})
-        else:
-            as_open = {**fields, "state": "open"}
-            tx.hset(key, mapping=as_open)  # type: ignore[arg-type]
-            tx.zadd(self.keys.incidents_open, {w.id: w.change.started_ms})
-
     def _count(self, service: str, statuses: list[Status], written: list[Written]) -> None:
         for status in statuses:
             self.series.intervals.labels(status).inc()
@@ -390,6 +485,16 @@ class Detector:
             elif w.change.kind == "closed":
                 self.series.closed.inc()
                 log.info("event=incident_closed id=%s reason=%r", w.id, w.entry["reason"])
+
+
+class LeaseLost(Exception):
+    """The detect lease is no longer ours: stop writing, go back to standby."""
+
+
+def _entry_key(e: dict[str, str]) -> tuple[str, str, str]:
+    """What tells an incident entry apart from every other: an incident has one entry
+    per state and event time."""
+    return e["id"], e["state"], e["updated_ms"]
 
 
 def _names(tag: str) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from pipeline.ingest.settings import IngestSettings
 from pipeline.ingest.slots import SlotIngest
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.metrics import Metrics
-from pipeline.retry import TRANSIENT, Backoff
+from pipeline.retry import Backoff, is_transient
 from pipeline.rule import Fallback, RuleParams
 from pipeline.stats import Baseline
 
@@ -151,7 +151,7 @@ class Ingestor:
                                     self.keys.traces)
                         started = False
                         continue
-                    if not isinstance(e, TRANSIENT):
+                    if not is_transient(e):
                         raise
                     self.metrics.redis_errors.labels("ingest").inc()
                     log.warning("event=redis_error stage=ingest error=%r action=retry", e)
@@ -165,7 +165,7 @@ class Ingestor:
         try:
             await streams.leave_group(self.redis, self.keys.traces, INGEST_GROUP, self.consumer)
         except Exception as e:
-            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+            if not is_transient(e) and not streams.is_nogroup(e):
                 raise
         log.info("event=stopped stage=ingest consumer=%s", self.consumer)
 
@@ -186,7 +186,7 @@ class Ingestor:
             if batch := await reading:
                 await self.apply_batch(batch)
         except Exception as e:
-            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+            if not is_transient(e) and not streams.is_nogroup(e):
                 raise
             log.warning("event=shutdown_incomplete stage=ingest error=%r", e)
 
@@ -285,7 +285,8 @@ class Ingestor:
             return await self.apply(batch.groups, batch.baselines, batch.fallbacks)
         except ResponseError as e:
             size = sum(map(len, batch.groups.values()))
-            if streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT)) or size == 1:
+            if (streams.is_nogroup(e) or isinstance(e, NoScriptError) or is_transient(e)
+                    or size == 1):
                 raise
             log.warning("event=batch_failed size=%d error=%r action=isolate", size, str(e))
         total, rejected = BatchResult(), []
@@ -295,7 +296,7 @@ class Ingestor:
                     one, capped = await self.apply({bucket: [item]}, batch.baselines,
                                                    batch.fallbacks)
                 except ResponseError as e:
-                    if streams.is_nogroup(e) or isinstance(e, (NoScriptError, *TRANSIENT)):
+                    if streams.is_nogroup(e) or isinstance(e, NoScriptError) or is_transient(e):
                         raise
                     rejected.append((item[ENTRY_ID], f"processing failed: {e}"))
                     continue

@@ -32,7 +32,7 @@ from pipeline.metrics import Metrics
 from pipeline.recompute import endpoints
 from pipeline.recompute.metrics import RecomputeMetrics
 from pipeline.recompute.settings import RecomputeSettings
-from pipeline.retry import TRANSIENT, Backoff
+from pipeline.retry import Backoff, is_transient
 from pipeline.stats import Baseline, baselines_of
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class Recomputer:
                     ready = False
                     self._held.clear()
                     continue
-                if not isinstance(e, TRANSIENT):
+                if not is_transient(e):
                     raise
                 self.metrics.redis_errors.labels("recompute").inc()
                 log.warning("event=redis_error stage=recompute error=%r action=retry", e)
@@ -115,7 +115,7 @@ class Recomputer:
                 await self._ack_and_trim([e[0] for e in held])
             await streams.leave_group(self.redis, self.keys.dirty, RECOMPUTE_GROUP, self.consumer)
         except Exception as e:  # the store is gone: the marks stay pending and are reclaimed
-            if not isinstance(e, TRANSIENT) and not streams.is_nogroup(e):
+            if not is_transient(e) and not streams.is_nogroup(e):
                 raise
             log.warning("event=shutdown_incomplete stage=recompute error=%r", e)
 

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from pipeline.errors import ConfigError
 from pipeline.keys import Keys
 from pipeline.metrics import Metrics
-from pipeline.retry import TRANSIENT, Backoff, sleep_or_stop
+from pipeline.retry import TRANSIENT, Backoff, is_transient, sleep_or_stop
 from pipeline.settings import check_bounds
 from pipeline.tempo_source.client import TempoClient, TempoError, TempoRejected, TempoUnavailable
 from pipeline.tempo_source.harvest import (
@@ -39,7 +39,8 @@ from pipeline.tempo_source.harvest import (
 from pipeline.tempo_source.metrics import TempoMetrics
 from pipeline.tempo_source.parse import Features, features_for
 from pipeline.tempo_source.settings import TempoConfig, TempoSettings
-from pipeline.tempo_source.state import Coverage, Lease, Watermark
+from pipeline.lease import Lease
+from pipeline.tempo_source.state import Coverage, Watermark
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,9 @@ class TempoSource:
                         redis_backoff.reset()
                     else:
                         await sleep_or_stop(stop, self.tempo.lease_ttl_s / 3)
-                except TRANSIENT as e:
+                except Exception as e:
+                    if not is_transient(e):
+                        raise
                     self.series.tempo_errors.labels("redis").inc()
                     log.warning("event=tempo_redis_error error=%r", e)
                     await redis_backoff.wait(stop)
@@ -198,7 +201,9 @@ class TempoSource:
                         log.warning("event=tempo_lease_lost holder=%s", self.lease.holder)
                         return
                     renewed = time.monotonic()
-                except TRANSIENT as e:
+                except Exception as e:
+                    if not is_transient(e):
+                        raise
                     log.warning("event=tempo_lease_renew_failed error=%r", e)
                     if time.monotonic() - renewed >= ttl_s:
                         return  # someone else may hold it by now

@@ -8,7 +8,8 @@ from redis.asyncio import Redis
 from pipeline.cluster import is_cluster
 from pipeline.errors import ConfigError
 from pipeline.keys import Keys
-from pipeline.tempo_source.state import Coverage, Lease, Watermark
+from pipeline.lease import Lease
+from pipeline.tempo_source.state import Coverage, Watermark
 from services.redis_client import connect, open_redis, redact, seeds
 from tests.cluster.servers import LocalCluster
 from tests.conftest import REDIS_URL

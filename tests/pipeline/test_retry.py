@@ -7,8 +7,12 @@ import random
 
 import pytest
 
-from pipeline.retry import Backoff, sleep_or_stop
+from redis import exceptions as redis_errors
+from redis.asyncio import RedisCluster
+
+from pipeline.retry import Backoff, is_transient, sleep_or_stop
 from services.redis_client import connect
+from tests.support import free_port
 
 # Bounds a wait for a task that should end; never asserted as a speed.
 END_S = 5.0
@@ -88,3 +92,37 @@ def test_backoff_doubles_within_its_cap_and_resets() -> None:
     assert all(0.05 <= d <= 0.5 for d in delays) and delays[-1] >= 0.25
     b.reset()
     assert b.next_delay_s() <= 0.1
+
+
+@pytest.mark.parametrize("error", [
+    redis_errors.ConnectionError("reset"), redis_errors.TimeoutError("slow"),
+    redis_errors.BusyLoadingError("loading"), ConnectionRefusedError(),
+    redis_errors.ClusterDownError("CLUSTERDOWN"), redis_errors.MasterDownError("MASTERDOWN"),
+    redis_errors.TryAgainError("TRYAGAIN"), redis_errors.AskError("1 127.0.0.1:7000"),
+    redis_errors.MovedError("1 127.0.0.1:7000"), redis_errors.ClusterError("TTL exhausted."),
+    redis_errors.SlotNotCoveredError('Slot "1" not covered by the cluster.'),
+])
+def test_outages_are_transient(error: Exception) -> None:
+    assert is_transient(error)
+
+
+@pytest.mark.parametrize("error", [
+    redis_errors.CrossSlotTransactionError("All keys involved in a cluster transaction "
+                                           "must map to the same slot"),
+    redis_errors.RedisClusterException("EVALSHA - all keys must map to the same key slot"),
+    redis_errors.RedisClusterException("Cluster mode is not enabled on this node"),
+    redis_errors.ResponseError("WRONGTYPE"), redis_errors.NoPermissionError("NOPERM"),
+    ValueError("bug"),
+])
+def test_bugs_and_configuration_errors_reach_the_supervisor(error: Exception) -> None:
+    assert not is_transient(error)
+
+
+async def test_no_reachable_cluster_node_is_transient() -> None:
+    """What redis-py itself raises when no seed node answers (its message is matched)."""
+    client = RedisCluster(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    with pytest.raises(redis_errors.RedisClusterException) as raised:
+        await client.initialize()
+    await client.aclose()
+    assert not isinstance(raised.value, redis_errors.ConnectionError)
+    assert is_transient(raised.value), raised.value

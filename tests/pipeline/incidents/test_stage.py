@@ -5,17 +5,20 @@ survive a restart."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pipeline import streams
 from pipeline.baselines import BaselineStore
 from pipeline.buckets import BucketRef, ZoneBuckets, load_zone
 from pipeline.incidents import Detector, IncidentSettings
 from pipeline.incidents.metrics import IncidentMetrics
+from pipeline.incidents.stage import LeaseLost
 from pipeline.keys import INCIDENTS_GROUP, Keys
 from pipeline.metrics import Metrics
 from pipeline.stats import Baseline
@@ -184,7 +187,9 @@ async def test_redelivered_entries_count_once_and_state_survives_a_restart(
         assert await redis.hlen(keys.interval(tag, WEEK_AGO_MS + m * MIN_MS)) == RATE_PER_MIN + 2
     (opened,) = await incidents(redis, keys)
     assert opened["state"] == "open" and opened["requests"] == "180"
-    # A new instance (takeover) resumes the clock and the endpoint's open incident.
+    # A new instance (takeover, once the old one's lease ran out) resumes the clock and
+    # the endpoint's open incident.
+    await d.lease.release()
     again = detector(redis, keys)
     await again.start()
     assert (again.judged_ms, again.max_event_ms) == (d.judged_ms, d.max_event_ms)
@@ -195,6 +200,89 @@ async def test_redelivered_entries_count_once_and_state_survives_a_restart(
     assert len(closed) == 1
     assert int(closed[0]["ended_ms"]) == WEEK_AGO_MS + 10 * MIN_MS
     assert closed[0]["requests"] != "180"
+
+
+async def run_through(d: Detector, clock: FakeClock) -> None:
+    """Read everything, then let the idle flush judge every interval."""
+    await d.start()
+    await drain(d)
+    clock.now += 31
+    await d.poll(None)
+
+
+@pytest.mark.parametrize("point", ["after_judge", "after_xadd", "before_delete"])
+async def test_a_crash_between_judging_and_publishing_loses_and_repeats_no_change(
+    redis: Redis, keys: Keys, prefix: str, point: str
+) -> None:
+    """docs/incidents.md, "Crash safety": each instance dies at `point` of its first
+    publication of a change (judged, not yet published / entries added, indexes not /
+    all published, record not deleted); the next one recovers. The stream must read as
+    one uninterrupted run's, and the indexes agree."""
+    events = traffic(WEEK_AGO_MS, 50, slow=(5, 30), factor=3.0)
+    ref_keys = Keys(f"{prefix}ref:")
+    for k in (keys, ref_keys):
+        await store_baselines(redis, k, WEEK_AGO_MS, 1)
+        await xadd_all(redis, k, events)
+    await run_through(detector(redis, ref_keys), FakeClock())
+    expected = await incidents(redis, ref_keys)
+    assert [e["state"] for e in expected][::len(expected) - 1] == ["open", "closed"]
+
+    clock, crashes = FakeClock(), 0
+    while True:
+        d = detector(redis, keys, clock)
+        publish = d._publish
+
+        async def crash(tag: str, record: bytes, there: set[tuple[str, str, str]] | None = None,
+                        publish=publish) -> None:  # type: ignore[no-untyped-def]
+            if there is not None or not json.loads(record)["entries"]:
+                return await publish(tag, record, there)  # recovery, or nothing to publish
+            if point == "after_xadd":
+                for e in json.loads(record)["entries"]:
+                    await redis.xadd(keys.incidents, e)
+            elif point == "before_delete":
+                await publish(tag, record)
+                await redis.set(keys.incident_pending(tag), record)
+            raise RedisConnectionError("the stage died here")
+
+        d._publish = crash  # type: ignore[method-assign]
+        try:
+            await run_through(d, clock)
+            break
+        except RedisConnectionError:
+            crashes += 1
+            await d.lease.release()  # its lease ran out
+        assert crashes < 100
+    # One per record with changes (a round's changes of the endpoint), each recovered.
+    assert 2 <= crashes <= len(expected)
+    got = await incidents(redis, keys)
+    assert got == expected
+    closed = expected[-1]["id"]
+    assert await redis.zcard(keys.incidents_open) == 0
+    assert await redis.zscore(keys.incidents_closed, closed) == int(expected[-1]["ended_ms"])
+    assert await redis.zcard(keys.incident_intervals) == 0
+    tag = closed.rpartition(":")[0]
+    assert not await redis.exists(keys.incident_pending(tag))
+    assert (await redis.hgetall(keys.incident(closed)))[b"state"] == b"closed"
+
+
+async def test_a_detector_that_lost_its_lease_writes_nothing(redis: Redis, keys: Keys) -> None:
+    await store_baselines(redis, keys, WEEK_AGO_MS, 1)
+    await xadd_all(redis, keys, traffic(WEEK_AGO_MS, 20, slow=(2, 10), factor=3.0))
+    clock = FakeClock()
+    stale, other = detector(redis, keys, clock), detector(redis, keys, clock)
+    await stale.start()
+    while await stale.handle(await streams.read_new(redis, keys.traces, INCIDENTS_GROUP,
+                                                    "test-detect", 500, None)):
+        pass
+    # Its lease expired while it was paused, and another instance holds it now.
+    await redis.delete(keys.incidents_lease)
+    assert await other.lease.acquire()
+    clock.now += 31
+    with pytest.raises(LeaseLost):
+        await stale.judge_due()
+    assert await redis.xlen(keys.incidents) == 0
+    assert await redis.zcard(keys.incident_intervals) > 0
+    assert stale.judged_ms == 0
 
 
 async def test_a_standby_waits_for_the_lease(redis: Redis, keys: Keys) -> None:

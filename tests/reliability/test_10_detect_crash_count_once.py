@@ -1,5 +1,7 @@
-"""The detect stage SIGKILLed at random points while traces (some sent twice) arrive:
-the incident it reports counts every request of its intervals exactly once."""
+"""Promise 10 (docs/guarantees.md): the detect stage SIGKILLed at random points while
+traces (some sent twice) arrive: the incident it reports counts every request of its
+intervals exactly once, and its open and its close are each published once (on one
+node, and on a Redis Cluster: tests/cluster/test_incidents.py reruns it)."""
 
 from __future__ import annotations
 
@@ -75,5 +77,12 @@ def test_sigkilled_detect_counts_every_request_once(sredis, truth: Truth, spawn)
     assert int(entry[b"ended_ms"]) == WEEK_AGO_MS + SLOW[1] * MIN_MS
     assert int(entry[b"requests"]) == expected
     assert sredis.xpending(keys.traces, "incidents")["pending"] == 0
+    changes = [(f[b"id"], f[b"state"]) for _i, f in sredis.xrange(keys.incidents)]
+    assert changes.count((entry[b"id"], b"open")) == 1, changes
+    assert changes.count((entry[b"id"], b"closed")) == 1, changes
+    assert sredis.zcard(keys.incidents_open) == 0
+    assert sredis.zscore(keys.incidents_closed, entry[b"id"]) == int(entry[b"ended_ms"])
+    tag = entry[b"id"].decode().rpartition(":")[0]
+    assert not sredis.exists(keys.incident_pending(tag))
     report("detect_crash_count_once", kills=KILLS, sent=len(sent), distinct=len(events),
            incident_requests=expected)
