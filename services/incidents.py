@@ -15,7 +15,7 @@ from pipeline.buckets import MAX_SERVICE_CHARS, escape
 from pipeline.errors import InvalidEvent, StoreUnavailable
 from pipeline.events import check_name
 from pipeline.keys import Keys
-from services.http import json_response
+from services.http import int_param, json_response
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -141,22 +141,13 @@ def _started_ms(incident_id: str) -> int | None:
     return int(text) if text.isdecimal() else None
 
 
-def _int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = query.get(name)
-    if text is None:
-        return default
-    if not (text.isdecimal() and len(text) <= 19 and low <= int(text) <= high):
-        raise InvalidEvent(name, f"must be an integer {low}-{high}, got {text[:30]!r}")
-    return int(text)
-
-
 async def list_incidents(ctx: IncidentsContext, request: web.BaseRequest) -> web.Response:
     q = request.query
     state = q.get("state", "all")
     if state not in STATES:
         raise InvalidEvent("state", f"must be 'open' or 'all', got {state[:30]!r}")
-    since_ms = _int_param(q, "since", 0, 0, 2**63 - 1)
-    limit = _int_param(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    since_ms = int_param(q, "since", 0, 0, 2**63 - 1)
+    limit = int_param(q, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     service = q.get("service")
     if service is not None:
         try:
