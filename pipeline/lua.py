@@ -44,7 +44,10 @@ class PackedScript:
     async def __call__(self, keys: list[bytes], args: list[bytes]) -> Any:
         if is_cluster(self.redis):
             return await self._cluster_call(keys, args)
-        packed = self.pack(keys, args)
+        return await self.call_packed(self.pack(keys, args))
+
+    async def call_packed(self, packed: bytes) -> Any:
+        """Send a command `pack` built earlier (one node only; a cluster routes by key)."""
         try:
             return await self._send(packed)
         except NoScriptError:

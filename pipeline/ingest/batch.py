@@ -155,6 +155,17 @@ class IngestCall:
         reply: list[Any] = await self._script(*self.build(groups, baselines, fallbacks))
         return reply
 
+    def packed(self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
+               fallbacks: Mapping[str, Fallback] | None = None) -> bytes | None:
+        """The whole call packed ahead (one node only; None on a cluster), for `send`."""
+        return None if self.slot_mode else self._script.pack(*self.build(groups, baselines,
+                                                                          fallbacks))
+
+    async def send(self, packed: bytes) -> list[Any]:
+        """`__call__`'s reply for a call `packed` built."""
+        reply: list[Any] = await self._script.call_packed(packed)
+        return reply
+
     async def many(self, parts: list[dict[BucketKeys, list[Item]]],
                    baselines: dict[str, Baseline | None],
                    fallbacks: Mapping[str, Fallback] | None = None) -> list[list[Any]]:

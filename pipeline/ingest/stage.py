@@ -58,6 +58,7 @@ class Batch:
     groups: dict[BucketKeys, list[Item]]  # the valid entries by bucket, in read order
     baselines: dict[str, Baseline | None]  # each bucket's, for flagging anomalies
     fallbacks: Mapping[str, Fallback]  # what judges each thin bucket that has a fallback
+    packed: bytes | None  # one node: the script call for `groups`, packed while prepared
     invalid: list[tuple[bytes, dict[bytes, bytes], str]]  # to dead-letter, with the reason
     prepare_s: float
 
@@ -104,6 +105,7 @@ class Ingestor:
         # A cluster applies a batch per hash slot (pipeline/ingest/slots.py).
         self._call: IngestCall | SlotIngest = (
             SlotIngest(redis, call, keys, settings, window_s) if is_cluster(redis) else call)
+        self._packer = call
         self._fallbacks = Fallbacks(baselines, rule)
         self._cap_logged: dict[str, float] = {}
 
@@ -255,7 +257,9 @@ class Ingestor:
             group.append((entry_id, parts, bucket))
         baselines = await self.baselines.get_many([b.id for b in groups]) if groups else {}
         fallbacks = await self._fallbacks(((b.ref, b.id) for b in groups), baselines)
-        return Batch(entries, groups, baselines, fallbacks, invalid,
+        # On one node the whole script call is packed here too, off the critical path.
+        packed = self._packer.packed(groups, baselines, fallbacks) if groups else None
+        return Batch(entries, groups, baselines, fallbacks, packed, invalid,
                      time.perf_counter() - started)
 
     async def apply_batch(self, batch: Batch) -> BatchResult:
@@ -282,7 +286,8 @@ class Ingestor:
         """Apply the batch; if Redis rejects it, apply entry by entry so only the culprit
         is dead-lettered (the script fails before its first write, so retrying is safe)."""
         try:
-            return await self.apply(batch.groups, batch.baselines, batch.fallbacks)
+            return await self.apply(batch.groups, batch.baselines, batch.fallbacks,
+                                    batch.packed)
         except ResponseError as e:
             size = sum(map(len, batch.groups.values()))
             if (streams.is_nogroup(e) or isinstance(e, NoScriptError) or is_transient(e)
@@ -318,12 +323,14 @@ class Ingestor:
 
     async def apply(
         self, groups: dict[BucketKeys, list[Item]], baselines: dict[str, Baseline | None],
-        fallbacks: Mapping[str, Fallback],
+        fallbacks: Mapping[str, Fallback], packed: bytes | None = None,
     ) -> tuple[BatchResult, list[tuple[bytes, str]]]:
         """One Lua call for a batch grouped by bucket. Returns the counts and the entries it
         left unacked because their service is at its endpoint cap, or the deployment at its
         service cap, each with the reason."""
-        new, dup, marked, flagged, *capped = await self._call(groups, baselines, fallbacks)
+        new, dup, marked, flagged, *capped = (
+            await self._packer.send(packed) if packed is not None
+            else await self._call(groups, baselines, fallbacks))
         buckets = list(groups.items())
         rejected: list[tuple[bytes, str]] = []
         by_service = 0
