@@ -154,8 +154,10 @@ async def safe_trim(redis: Redis, stream: str) -> int:
     for g in groups:
         need = g["last-delivered-id"]
         if g["pending"]:
-            summary = await redis.xpending(stream, g["name"])
-            need = min(need, summary["min"], key=_id_key)
+            # Acked since XINFO answered: nothing pending any more (min is then None).
+            oldest = (await redis.xpending(stream, g["name"]))["min"]
+            if oldest is not None:
+                need = min(need, oldest, key=_id_key)
         floor = need if floor is None else min(floor, need, key=_id_key)
     assert floor is not None
     return int(await redis.xtrim(stream, minid=floor, approximate=True))

@@ -83,3 +83,26 @@ async def test_trim_never_passes_undelivered_entries(redis: Redis, truth: Truth)
     rest = await redis.xrange(keys.traces, min=ids[500])
     assert [i for i, _f in rest] == ids[500:]
     assert await redis.xlen(keys.traces) <= 500 + NODE_ENTRIES
+
+
+async def test_trim_survives_a_group_acking_between_its_two_reads(
+    redis: Redis, truth: Truth, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XINFO says "pending", then the consumer acks before XPENDING answers (min: None):
+    the trim goes on (it crashed ingest's loop once, in the demo)."""
+    keys = truth.keys
+    await redis.xgroup_create(keys.traces, INGEST_GROUP, id="0", mkstream=True)
+    for _ in range(300):
+        await redis.xadd(keys.traces, {"f": "v"})
+    read = await redis.xreadgroup(INGEST_GROUP, "c1", {keys.traces: ">"}, count=300)
+    ids = [entry_id for entry_id, _fields in read[0][1]]
+    xinfo_groups = redis.xinfo_groups
+
+    async def info_then_ack(stream: str) -> object:
+        groups = await xinfo_groups(stream)
+        await redis.xack(keys.traces, INGEST_GROUP, *ids)  # acked after XINFO answered
+        return groups
+
+    monkeypatch.setattr(redis, "xinfo_groups", info_then_ack)
+    await streams.safe_trim(redis, keys.traces)
+    assert await redis.xlen(keys.traces) <= NODE_ENTRIES  # everything was acked: trimmed
