@@ -70,12 +70,10 @@ class BucketKeys:
                    ref.service.encode(), ref.endpoint.encode())
 
 
-# One valid entry on its way to the script: stream id, parsed fields, its bucket.
-# (entry id, the event, its bucket), read through the index names below.
+# One valid entry on its way to the script: (stream id, parsed fields, its bucket); the
+# code unpacks it, or reads the id through ENTRY_ID.
 Item = tuple[bytes, EventParts, BucketKeys]
 ENTRY_ID: Final = 0
-PARTS: Final = 1
-BUCKET: Final = 2  # (the tuple's third field; stage.py groups by it)
 
 
 class IngestCall:

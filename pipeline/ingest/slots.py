@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 
 from pipeline.cluster import by_slot
 from pipeline.events import EventParts
-from pipeline.ingest.batch import ANOMALIES_MAXLEN, BUCKET, ENTRY_ID, PARTS, BucketKeys, IngestCall, Item
+from pipeline.ingest.batch import ANOMALIES_MAXLEN, ENTRY_ID, BucketKeys, IngestCall, Item
 from pipeline.ingest.settings import IngestSettings
 from pipeline.keys import INGEST_GROUP, Keys
 from pipeline.lua import PackedScript, read_script
